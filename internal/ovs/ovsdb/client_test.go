@@ -1,0 +1,167 @@
+package ovsdb_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ovsnet/ovsnet/internal/ovs/ovsdb"
+	"github.com/ovsnet/ovsnet/internal/ovs/ovstest"
+)
+
+func logger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func startClient(t *testing.T, endpoint string) *ovsdb.Client {
+	t.Helper()
+	c, err := ovsdb.New(ovsdb.Config{Endpoint: endpoint, Logger: logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestEnsureBridgeAndApplied(t *testing.T) {
+	o := ovstest.Start(t, ovstest.Options{})
+	c := startClient(t, o.DBEndpoint())
+	ctx := testCtx(t)
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	spec := ovsdb.BridgeSpec{Name: "br-int", DatapathType: "netdev", ExternalIDs: map[string]string{"ovsnet-owner": "agent"}}
+	seq, err := c.EnsureBridge(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Wait(ctx, "bridge applied", func() (bool, error) {
+		ok, _, err := c.BridgeApplied("br-int", seq)
+		return ok, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := o.Vsctl("get", "bridge", "br-int", "fail_mode", "datapath_type", "protocols", "external_ids:ovsnet-owner"); got != "secure\nnetdev\n[OpenFlow13]\nagent" {
+		t.Fatalf("bridge columns: %q", got)
+	}
+	if got := o.Vsctl("get", "open_vswitch", ".", "cur_cfg"); got != strconv.Itoa(seq) {
+		t.Fatalf("cur_cfg %s, want %d", got, seq)
+	}
+	// Idempotent, and every call bumps next_cfg.
+	seq2, err := c.EnsureBridge(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq2 != seq+1 {
+		t.Fatalf("second EnsureBridge: next_cfg %d, want %d", seq2, seq+1)
+	}
+	if got := o.Vsctl("list-br"); got != "br-int" {
+		t.Fatalf("bridges: %q", got)
+	}
+	// Foreign external_ids keys survive.
+	o.Vsctl("set", "bridge", "br-int", "external_ids:other=kept")
+	if _, err := c.EnsureBridge(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if got := o.Vsctl("get", "bridge", "br-int", "external_ids:other"); got != "kept" {
+		t.Fatalf("foreign external_ids key: %q", got)
+	}
+}
+
+// With ovs-vswitchd down, cur_cfg cannot reach the new sequence even though
+// the kept datapath_id is still in the database.
+func TestAppliedNeedsLiveVswitchd(t *testing.T) {
+	o := ovstest.Start(t, ovstest.Options{})
+	o.Vsctl("add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev")
+	o.StopVswitchd()
+	if dpid := o.Vsctl("get", "bridge", "br-int", "datapath_id"); !strings.Contains(dpid, "0000") {
+		t.Fatalf("expected a kept datapath_id, got %q", dpid)
+	}
+	c := startClient(t, o.DBEndpoint())
+	ctx := testCtx(t)
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seq, err := c.EnsureBridge(ctx, ovsdb.BridgeSpec{Name: "br-int", DatapathType: "netdev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, why, err := c.BridgeApplied("br-int", seq)
+	if err != nil || ok {
+		t.Fatalf("applied with vswitchd down: ok=%v why=%q err=%v", ok, why, err)
+	}
+	applied := make(chan error, 1)
+	go func() {
+		applied <- c.Wait(ctx, "bridge applied", func() (bool, error) {
+			ok, _, err := c.BridgeApplied("br-int", seq)
+			return ok, err
+		})
+	}()
+	o.StartVswitchd(0)
+	if err := <-applied; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReconnectAfterDBRestart(t *testing.T) {
+	o := ovstest.Start(t, ovstest.Options{NoDB: true})
+	c := startClient(t, o.DBEndpoint())
+	ctx := testCtx(t)
+	if ok, _ := c.Connected(); ok {
+		t.Fatal("connected with no ovsdb-server")
+	}
+	o.StartDB()
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := c.ConnectionSeq()
+	o.Vsctl("--no-wait", "add-br", "br-x")
+	if err := c.Wait(ctx, "br-x in cache", func() (bool, error) {
+		_, ok, err := c.Bridge("br-x")
+		return ok, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	o.StopDB()
+	if err := c.Wait(ctx, "disconnect", func() (bool, error) {
+		ok, _ := c.Connected()
+		return !ok, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	o.StartDB()
+	if err := c.Wait(ctx, "reconnected with br-x in cache", func() (bool, error) {
+		_, ok, err := c.Bridge("br-x")
+		if err == ovsdb.ErrNotConnected {
+			return false, nil
+		}
+		return ok && c.ConnectionSeq() > first, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadEndpoint(t *testing.T) {
+	for _, ep := range []string{"/run/db.sock", "http://x", "ssl:1.2.3.4:6640"} {
+		if _, err := ovsdb.New(ovsdb.Config{Endpoint: ep}); err == nil {
+			t.Errorf("endpoint %q accepted", ep)
+		}
+	}
+}
