@@ -2,6 +2,7 @@ package bridgegate_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/ovsnet/ovsnet/internal/ovs/ovsdb"
 	"github.com/ovsnet/ovsnet/internal/ovs/ovstest"
 	"github.com/ovsnet/ovsnet/internal/ovs/unixctl"
+	"github.com/ovsnet/ovsnet/internal/ovs/unixctl/unixctltest"
 	"github.com/ovsnet/ovsnet/internal/ovssandbox"
 )
 
@@ -126,3 +128,71 @@ func first(s []string) string {
 	return s[0]
 }
 
+
+// A datapath without conntrack labels is a permanent, named failure, and
+// transient "not a valid command" replies before it only re-arm the gate.
+func TestMissingFeaturesIsPermanent(t *testing.T) {
+	o := ovstest.Start(t, ovstest.Options{})
+	db := startDB(t, o.DBEndpoint())
+	fake := unixctltest.Start(t)
+	fake.Handle("dpif/show-dp-features", unixctltest.FailFirst(3,
+		unixctltest.NotValidCommand("dpif/show-dp-features"),
+		unixctltest.FeaturesHandler(unixctltest.FeaturesWithout("CT label", "Recirc"), "br-int")))
+	uc := unixctl.New(unixctl.Config{RunDir: fake.RunDir(), Logger: logger()})
+	var stages []bridgegate.Stage
+	g, err := bridgegate.New(bridgegate.Config{
+		Bridge:   ovsdb.BridgeSpec{Name: "br-int", DatapathType: "netdev"},
+		DB:       db,
+		Datapath: uc,
+		Logger:   logger(),
+		Reporter: func(s bridgegate.Stage, _ string) { stages = append(stages, s) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = g.Pass(ctx)
+	var missing *unixctl.MissingFeaturesError
+	if !errors.As(err, &missing) {
+		t.Fatalf("Pass: %v, want a MissingFeaturesError", err)
+	}
+	if got := strings.Join(missing.Missing, ","); got != "Recirc,CT label" {
+		t.Fatalf("missing features %q", got)
+	}
+	if !strings.Contains(err.Error(), "br-int lacks required features: Recirc, CT label") {
+		t.Fatalf("error does not name the features clearly: %v", err)
+	}
+	if n := fake.Calls("dpif/show-dp-features"); n != 4 {
+		t.Fatalf("dp-features called %d times, want 3 transient failures then 1 answer", n)
+	}
+	if last := stages[len(stages)-1]; last != bridgegate.FeaturesMissing {
+		t.Fatalf("last stage %v, want FeaturesMissing", last)
+	}
+}
+
+// A context that ends while ovs-vswitchd never comes up ends Pass with the
+// context's error and the reason it was waiting.
+func TestPassHonoursContext(t *testing.T) {
+	o := ovstest.Start(t, ovstest.Options{NoVswitchd: true})
+	db := startDB(t, o.DBEndpoint())
+	ctx, cancel := context.WithCancel(context.Background())
+	var reported string
+	g, _ := bridgegate.New(bridgegate.Config{
+		Bridge: ovsdb.BridgeSpec{Name: "br-int", DatapathType: "netdev"}, DB: db,
+		Datapath: unixctl.New(unixctl.Config{RunDir: o.Dir(), Logger: logger()}),
+		Reporter: func(s bridgegate.Stage, why string) {
+			if s == bridgegate.BridgeNotApplied && strings.Contains(why, "has not applied") {
+				reported = why
+				cancel()
+			}
+		},
+	})
+	_, err := g.Pass(ctx)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Pass: %v, want context.Canceled", err)
+	}
+	if reported == "" {
+		t.Fatal("no BridgeNotApplied reason reported while ovs-vswitchd was down")
+	}
+}
