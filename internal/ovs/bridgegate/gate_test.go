@@ -128,7 +128,6 @@ func first(s []string) string {
 	return s[0]
 }
 
-
 // A datapath without conntrack labels is a permanent, named failure, and
 // transient "not a valid command" replies before it only re-arm the gate.
 func TestMissingFeaturesIsPermanent(t *testing.T) {

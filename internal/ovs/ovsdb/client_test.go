@@ -2,6 +2,7 @@ package ovsdb_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"strconv"
@@ -163,5 +164,54 @@ func TestBadEndpoint(t *testing.T) {
 		if _, err := ovsdb.New(ovsdb.Config{Endpoint: ep}); err == nil {
 			t.Errorf("endpoint %q accepted", ep)
 		}
+	}
+}
+
+func TestPorts(t *testing.T) {
+	o := ovstest.Start(t, ovstest.Options{})
+	c := startClient(t, o.DBEndpoint())
+	ctx := testCtx(t)
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.EnsureBridge(ctx, ovsdb.BridgeSpec{Name: "br-int", DatapathType: "netdev"}); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{"ovsnet.io/pod": "default/p1"}
+	added, err := c.AddPort(ctx, "br-int", ovsdb.PortSpec{Name: "gw0", Type: "internal", ExternalIDs: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(ctx, "gw0 ofport", func() (bool, error) {
+		n, err := c.Ofport(added.InterfaceUUID)
+		return n > 0, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := o.Vsctl("get", "interface", "gw0", "external_ids:ovsnet.io/pod", "_uuid"); got != `"default/p1"`+"\n"+added.InterfaceUUID {
+		t.Fatalf("interface row: %q", got)
+	}
+	if _, err := c.AddPort(ctx, "br-int", ovsdb.PortSpec{Name: "gw0", Type: "internal"}); !errors.Is(err, ovsdb.ErrPortExists) {
+		t.Fatalf("second AddPort: %v, want ErrPortExists", err)
+	}
+	// A device that does not exist yet gets ofport -1.
+	missing, err := c.AddPort(ctx, "br-int", ovsdb.PortSpec{Name: "nodev0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(ctx, "nodev0 ofport -1", func() (bool, error) {
+		n, err := c.Ofport(missing.InterfaceUUID)
+		return n == -1, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeletePorts(ctx, "br-int", "gw0", "nodev0", "never-existed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeletePorts(ctx, "br-int", "gw0"); err != nil {
+		t.Fatalf("repeated delete: %v", err)
+	}
+	if got := o.Vsctl("list-ports", "br-int"); got != "" {
+		t.Fatalf("ports left: %q", got)
 	}
 }
