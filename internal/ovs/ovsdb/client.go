@@ -53,6 +53,8 @@ type Client struct {
 	changed chan struct{} // closed and replaced on every change
 	connSeq uint64        // bumped on every successful (re)connect
 	running bool
+
+	ifaceListeners []func(name string)
 }
 
 // New validates cfg and returns a client that is not yet connected.
@@ -181,9 +183,9 @@ func (c *Client) connect(ctx context.Context) (client.Client, error) {
 	// Handlers run after the cache has applied an update, so a woken waiter
 	// reads the new state.
 	cl.Cache().AddEventHandler(&cache.EventHandlerFuncs{
-		AddFunc:    func(string, model.Model) { c.notify() },
-		UpdateFunc: func(string, model.Model, model.Model) { c.notify() },
-		DeleteFunc: func(string, model.Model) { c.notify() },
+		AddFunc:    func(_ string, m model.Model) { c.changedRow(m) },
+		UpdateFunc: func(_ string, _, m model.Model) { c.changedRow(m) },
+		DeleteFunc: func(_ string, m model.Model) { c.changedRow(m) },
 	})
 	if _, err := cl.Monitor(cctx, monitor(cl)); err != nil {
 		cl.Close()
@@ -204,10 +206,26 @@ func (c *Client) setDisconnected(err error) {
 	c.broadcastLocked()
 }
 
-func (c *Client) notify() {
+func (c *Client) changedRow(m model.Model) {
 	c.mu.Lock()
 	c.broadcastLocked()
+	listeners := c.ifaceListeners
 	c.mu.Unlock()
+	if iface, ok := m.(*vswitch.Interface); ok {
+		for _, l := range listeners {
+			l(iface.Name)
+		}
+	}
+}
+
+// OnInterfaceChange registers f to be called with the name of every
+// Interface row that is added, changed or deleted, including every row
+// again after a reconnect. f runs on the cache's event goroutine and must
+// not block: record the name and return.
+func (c *Client) OnInterfaceChange(f func(name string)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ifaceListeners = append(c.ifaceListeners, f)
 }
 
 func (c *Client) broadcastLocked() {
