@@ -1,0 +1,260 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+
+	of "github.com/ovsnet/ovsnet/internal/ovs/openflow"
+)
+
+// Switch is the OpenFlow session flows are programmed through.
+type Switch interface {
+	// Bundle applies msgs atomically, or not at all.
+	Bundle(ctx context.Context, msgs []of.Message) error
+	// DumpFlows returns the flows the request selects.
+	DumpFlows(ctx context.Context, req *of.FlowStatsRequest) ([]of.FlowStats, error)
+}
+
+// ErrNoSession means no OpenFlow session is up: the desired flows are
+// recorded and will be installed by the next Resync.
+var ErrNoSession = errors.New("no OpenFlow session: flows will be installed on reconnect")
+
+// Owner names whoever a set of flows belongs to.
+type Owner string
+
+// Owners of the pipeline's own and the gateway's flows.
+const (
+	OwnerBase    Owner = "base"
+	OwnerGateway Owner = "gateway"
+)
+
+// PodOwner is the owner of a pod interface's flows.
+func PodOwner(containerID, ifName string) Owner { return Owner("pod/" + containerID + "/" + ifName) }
+
+// Cookies: the top 16 bits are the round, the low 32 bits the owner. A new
+// round starts with every Resync (a new session, an agent restart): all
+// desired flows are added with the new round, then every flow of another
+// round is deleted, in one atomic bundle, so traffic never sees a gap and
+// nothing stale survives.
+const (
+	roundShift       = 48
+	roundMask uint64 = 0xffff << roundShift
+	ownerMask uint64 = 0xffffffff
+)
+
+func cookie(round uint16, id uint32) uint64 { return uint64(round)<<roundShift | uint64(id) }
+
+// Manager keeps the switch's flows equal to the desired flows of each owner.
+// Flow programming is serialised; callers run in parallel otherwise.
+type Manager struct {
+	log *slog.Logger
+
+	mu      sync.Mutex
+	sw      Switch // nil without a session
+	round   uint16
+	nextID  uint32
+	owners  map[Owner]*ownerState
+	changed chan struct{}
+}
+
+type ownerState struct {
+	id        uint32
+	flows     []Flow
+	installed bool
+}
+
+// NewManager returns a manager with no session.
+func NewManager(log *slog.Logger) *Manager {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{log: log, owners: map[Owner]*ownerState{}, changed: make(chan struct{})}
+}
+
+func (m *Manager) broadcastLocked() {
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// Set makes flows the desired flows of owner and installs them, replacing
+// the owner's previous flows atomically. Unchanged, installed flows cost
+// nothing. Without a session it records them and returns ErrNoSession.
+func (m *Manager) Set(ctx context.Context, owner Owner, flows []Flow) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, ok := m.owners[owner]
+	if !ok {
+		m.nextID++
+		st = &ownerState{id: m.nextID}
+		m.owners[owner] = st
+	}
+	if st.installed && m.sw != nil && flowsEqual(st.flows, flows) {
+		return nil
+	}
+	st.flows, st.installed = slices.Clone(flows), false
+	m.broadcastLocked()
+	if m.sw == nil {
+		return ErrNoSession
+	}
+	c := cookie(m.round, st.id)
+	msgs := []of.Message{of.DeleteFlows(of.TableAll, of.Match{}, c, ^uint64(0))}
+	msgs = appendAdds(msgs, flows, c)
+	if err := m.sw.Bundle(ctx, msgs); err != nil {
+		return fmt.Errorf("install flows of %s: %w", owner, err)
+	}
+	st.installed = true
+	m.broadcastLocked()
+	return nil
+}
+
+// Remove deletes owner's flows and forgets them.
+func (m *Manager) Remove(ctx context.Context, owner Owner) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, ok := m.owners[owner]
+	if !ok {
+		return nil
+	}
+	delete(m.owners, owner)
+	m.broadcastLocked()
+	if m.sw == nil {
+		// The next Resync deletes whatever of this owner is still there.
+		return nil
+	}
+	msg := of.DeleteFlows(of.TableAll, of.Match{}, cookie(m.round, st.id), ^uint64(0))
+	if err := m.sw.Bundle(ctx, []of.Message{msg}); err != nil {
+		return fmt.Errorf("remove flows of %s: %w", owner, err)
+	}
+	return nil
+}
+
+// Resync installs every desired flow through a new session sw under a new
+// round and deletes all other flows on the bridge, atomically. Call it on
+// every new OpenFlow session: after an ovs-vswitchd restart the bridge has no
+// flows; after an agent restart it has the previous agent's.
+func (m *Manager) Resync(ctx context.Context, sw Switch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	existing, err := sw.DumpFlows(ctx, of.NewFlowStatsRequest(of.TableAll, of.Match{}))
+	if err != nil {
+		return fmt.Errorf("resync flows: dump existing flows: %w", err)
+	}
+	rounds := map[uint16]bool{}
+	for _, f := range existing {
+		rounds[uint16(f.Cookie>>roundShift)] = true
+	}
+	next := m.round + 1
+	for rounds[next] || next == 0 {
+		next++
+	}
+	var msgs []of.Message
+	total := 0
+	for _, owner := range slices.Sorted(maps.Keys(m.owners)) {
+		st := m.owners[owner]
+		msgs = appendAdds(msgs, st.flows, cookie(next, st.id))
+		total += len(st.flows)
+	}
+	for r := range rounds {
+		msgs = append(msgs, of.DeleteFlows(of.TableAll, of.Match{}, uint64(r)<<roundShift, roundMask))
+	}
+	if err := sw.Bundle(ctx, msgs); err != nil {
+		return fmt.Errorf("resync flows: %w", err)
+	}
+	m.round, m.sw = next, sw
+	for _, st := range m.owners {
+		st.installed = true
+	}
+	m.broadcastLocked()
+	m.log.Info("flows resynced", "round", next, "owners", len(m.owners), "flows", total,
+		"stale_flows_before", len(existing))
+	return nil
+}
+
+// SessionLost forgets the session: nothing is installed until Resync.
+func (m *Manager) SessionLost() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sw = nil
+	for _, st := range m.owners {
+		st.installed = false
+	}
+	m.broadcastLocked()
+}
+
+// Installed reports whether owner's desired flows are on the switch.
+func (m *Manager) Installed(owner Owner) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, ok := m.owners[owner]
+	return ok && st.installed
+}
+
+// WaitInstalled blocks until owner's flows are installed or ctx ends.
+func (m *Manager) WaitInstalled(ctx context.Context, owner Owner) error {
+	for {
+		m.mu.Lock()
+		st, ok := m.owners[owner]
+		done := ok && st.installed
+		ch := m.changed
+		m.mu.Unlock()
+		if done {
+			return nil
+		}
+		if !ok {
+			return fmt.Errorf("flows of %s: no desired flows recorded", owner)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("flows of %s not installed: %w", owner, ctx.Err())
+		}
+	}
+}
+
+// Desired returns a copy of every owner's desired flows, for the CLI.
+func (m *Manager) Desired() map[Owner][]Flow {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[Owner][]Flow, len(m.owners))
+	for o, st := range m.owners {
+		out[o] = slices.Clone(st.flows)
+	}
+	return out
+}
+
+// Round is the current cookie round.
+func (m *Manager) Round() uint16 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.round
+}
+
+func appendAdds(msgs []of.Message, flows []Flow, c uint64) []of.Message {
+	for _, f := range flows {
+		fm := of.AddFlow(f.Table, f.Priority, f.Match, f.Instructions...)
+		fm.Cookie = c
+		msgs = append(msgs, fm)
+	}
+	return msgs
+}
+
+func flowsEqual(a, b []Flow) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		ea, errA := of.Encode(of.AddFlow(a[i].Table, a[i].Priority, a[i].Match, a[i].Instructions...))
+		eb, errB := of.Encode(of.AddFlow(b[i].Table, b[i].Priority, b[i].Match, b[i].Instructions...))
+		if errA != nil || errB != nil || !bytes.Equal(ea, eb) {
+			return false
+		}
+	}
+	return true
+}
+
