@@ -195,7 +195,9 @@ func (m *Manager) Installed(owner Owner) bool {
 	return ok && st.installed
 }
 
-// WaitInstalled blocks until owner's flows are installed or ctx ends.
+// WaitInstalled blocks until owner's flows are installed or ctx ends. An
+// owner without desired flows yet is waited for: the reconciler may not have
+// seen its port ready.
 func (m *Manager) WaitInstalled(ctx context.Context, owner Owner) error {
 	for {
 		m.mu.Lock()
@@ -206,12 +208,12 @@ func (m *Manager) WaitInstalled(ctx context.Context, owner Owner) error {
 		if done {
 			return nil
 		}
-		if !ok {
-			return fmt.Errorf("flows of %s: no desired flows recorded", owner)
-		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			if !ok {
+				return fmt.Errorf("flows of %s not computed (port never ready): %w", owner, ctx.Err())
+			}
 			return fmt.Errorf("flows of %s not installed: %w", owner, ctx.Err())
 		}
 	}

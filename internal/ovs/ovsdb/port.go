@@ -29,6 +29,9 @@ type PortSpec struct {
 	OfportRequest int
 	// Options are the interface's options column.
 	Options map[string]string
+	// MAC sets the MAC of an internal interface ("" lets OVS choose), so
+	// the device keeps its address when ovs-vswitchd recreates it.
+	MAC string
 }
 
 // AddedPort identifies the rows AddPort created.
@@ -57,6 +60,10 @@ func (c *Client) AddPort(ctx context.Context, bridge string, spec PortSpec) (Add
 	}
 	iface := &vswitch.Interface{UUID: "ovsnet_iface", Name: spec.Name, Type: spec.Type,
 		ExternalIDs: maps.Clone(spec.ExternalIDs), Options: maps.Clone(spec.Options)}
+	if spec.MAC != "" {
+		mac := spec.MAC
+		iface.MAC = &mac
+	}
 	if spec.OfportRequest > 0 {
 		req := spec.OfportRequest
 		iface.OfportRequest = &req

@@ -1,0 +1,100 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	"sigs.k8s.io/knftables"
+)
+
+// NATTable is the nftables table (family ip) ovsnet owns.
+const NATTable = "ovsnet"
+
+func configureHost(ctx context.Context, cfg Config) error {
+	if cfg.HostNetns == "" {
+		return configureHere(ctx, cfg)
+	}
+	// The device lives where ovs-vswitchd runs; the namespace switch locks
+	// the OS thread for the whole configuration, nft child included.
+	return ns.WithNetNSPath(cfg.HostNetns, func(ns.NetNS) error { return configureHere(ctx, cfg) })
+}
+
+func configureHere(ctx context.Context, cfg Config) error {
+	link, err := netlink.LinkByName(cfg.Name)
+	if err != nil {
+		return fmt.Errorf("gateway device %s: %w (ovs-vswitchd creates it for the internal port; is the agent in ovs-vswitchd's network namespace?)", cfg.Name, err)
+	}
+	if len(cfg.MAC) == 6 && link.Attrs().HardwareAddr.String() != cfg.MAC.String() {
+		if err := netlink.LinkSetHardwareAddr(link, cfg.MAC); err != nil {
+			return fmt.Errorf("set MAC of %s: %w", cfg.Name, err)
+		}
+	}
+	if cfg.MTU > 0 && link.Attrs().MTU != cfg.MTU {
+		if err := netlink.LinkSetMTU(link, cfg.MTU); err != nil {
+			return fmt.Errorf("set MTU of %s: %w", cfg.Name, err)
+		}
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: cfg.GatewayIP.AsSlice(), Mask: net.CIDRMask(cfg.PodCIDR.Bits(), cfg.GatewayIP.BitLen())}}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("set address %s on %s: %w", addr.IPNet, cfg.Name, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("bring %s up: %w", cfg.Name, err)
+	}
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("enable IPv4 forwarding: %w", err)
+	}
+	if cfg.Masquerade {
+		if err := ensureMasquerade(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureMasquerade installs, replacing whatever ovsnet had there before:
+//
+//	table ip ovsnet { chain postrouting { type nat hook postrouting priority srcnat;
+//	    ip saddr <podCIDR> ip daddr != <podCIDR> masquerade } }
+func ensureMasquerade(ctx context.Context, cfg Config) error {
+	nft, err := knftables.New(knftables.IPv4Family, NATTable)
+	if err != nil {
+		return fmt.Errorf("nftables (install the nftables package): %w", err)
+	}
+	tx := nft.NewTransaction()
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo("ovsnet pod network")})
+	tx.Add(&knftables.Chain{
+		Name:     "postrouting",
+		Type:     knftables.PtrTo(knftables.NATType),
+		Hook:     knftables.PtrTo(knftables.PostroutingHook),
+		Priority: knftables.PtrTo(knftables.SNATPriority),
+	})
+	tx.Flush(&knftables.Chain{Name: "postrouting"})
+	tx.Add(&knftables.Rule{
+		Chain: "postrouting",
+		Rule:  knftables.Concat("ip saddr", cfg.PodCIDR.String(), "ip daddr !=", cfg.PodCIDR.String(), "masquerade"),
+	})
+	if err := nft.Run(ctx, tx); err != nil {
+		return fmt.Errorf("install masquerade rule for %s: %w", cfg.PodCIDR, err)
+	}
+	return nil
+}
+
+// RemoveNAT deletes ovsnet's nftables table (uninstall).
+func RemoveNAT(ctx context.Context) error {
+	nft, err := knftables.New(knftables.IPv4Family, NATTable)
+	if err != nil {
+		return err
+	}
+	tx := nft.NewTransaction()
+	tx.Delete(&knftables.Table{})
+	if err := nft.Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
