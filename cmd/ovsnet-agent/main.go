@@ -16,7 +16,7 @@ import (
 )
 
 func main() {
-	if err := command().Execute(); err != nil {
+	if err := command().ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "ovsnet-agent:", err)
 		os.Exit(1)
 	}
@@ -24,7 +24,7 @@ func main() {
 
 func command() *cobra.Command {
 	cfg := agent.Defaults()
-	logLevel := "info"
+	logLevel, configFile := "info", ""
 	cmd := &cobra.Command{
 		Use:           "ovsnet-agent",
 		Short:         "ovsnet node agent: pod networking through Open vSwitch",
@@ -32,6 +32,11 @@ func command() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configFile != "" {
+				if err := agent.ApplyConfigFile(cmd.Flags(), configFile); err != nil {
+					return err
+				}
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
@@ -47,12 +52,19 @@ func command() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "YAML file whose keys are these flags' names; flags given on the command line win")
 	f.StringVar(&cfg.OVSDB, "ovsdb", cfg.OVSDB, "OVSDB endpoint of ovsdb-server (unix:/path or tcp:host:port)")
 	f.StringVar(&cfg.OVSRunDir, "ovs-rundir", cfg.OVSRunDir, "directory with ovs-vswitchd's pidfile, control socket and the bridges' OpenFlow mgmt sockets")
 	f.StringVar(&cfg.Bridge, "bridge", cfg.Bridge, "integration bridge the agent owns")
 	f.StringVar(&cfg.DatapathType, "datapath-type", cfg.DatapathType, "OVS datapath of the bridge: system (kernel module) or netdev (userspace)")
-	f.StringVar(&cfg.HealthAddr, "health-addr", cfg.HealthAddr, "address serving /healthz, /readyz and /metrics")
+	f.StringVar(&cfg.HealthAddr, "health-addr", cfg.HealthAddr, "address serving /healthz, /readyz, /metrics and the ovsnetctl API")
+	f.StringVar(&cfg.PodCIDR, "pod-cidr", cfg.PodCIDR, "the node's pod subnet, e.g. 10.244.0.0/24; its first address is the gateway")
+	f.StringVar(&cfg.NodeIP, "node-ip", cfg.NodeIP, "SNAT source for pod traffic leaving the node (default: masquerade to the outgoing interface's address)")
+	f.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory for the agent's persistent state (IPAM)")
+	f.StringVar(&cfg.CNISocket, "cni-socket", cfg.CNISocket, "unix socket the ovsnet CNI plugin connects to (created root-only, mode 0600)")
+	f.BoolVar(&cfg.AsyncInterfaces, "async-interfaces", cfg.AsyncInterfaces, "CNI ADD declares the OVS port and returns; the interface and its flows follow asynchronously")
+	f.IntVar(&cfg.MTU, "mtu", cfg.MTU, "MTU of pod interfaces and the gateway")
+	f.StringVar(&cfg.GatewayName, "gateway-name", cfg.GatewayName, "name of the gateway's OVS internal port")
 	f.StringVar(&logLevel, "log-level", logLevel, "log level: debug, info, warn or error")
-	cmd.SetContext(context.Background())
 	return cmd
 }

@@ -1,6 +1,7 @@
 // Package agent wires ovsnet's node agent together and runs its start-up
-// state machine: OVSDB reachable -> bridge applied by a live ovs-vswitchd ->
-// datapath features known -> ready. It never exits on a transient
+// state machine (loop.go): OVSDB reachable -> bridge applied by a live
+// ovs-vswitchd -> datapath features known -> OpenFlow session on the same
+// datapath -> gateway and flows in -> ready. It never exits on a transient
 // condition; it reports where it waits, and falls back to an earlier state
 // when OVS goes away under it.
 package agent
@@ -11,15 +12,25 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/ovsnet/ovsnet/internal/cniapi"
+	"github.com/ovsnet/ovsnet/internal/cniserver"
+	"github.com/ovsnet/ovsnet/internal/gateway"
 	"github.com/ovsnet/ovsnet/internal/health"
+	"github.com/ovsnet/ovsnet/internal/ipam"
 	"github.com/ovsnet/ovsnet/internal/ovs/bridgegate"
+	"github.com/ovsnet/ovsnet/internal/ovs/ofconn"
 	"github.com/ovsnet/ovsnet/internal/ovs/ovsdb"
+	"github.com/ovsnet/ovsnet/internal/ovs/ports"
 	"github.com/ovsnet/ovsnet/internal/ovs/unixctl"
+	"github.com/ovsnet/ovsnet/internal/pipeline"
+	"github.com/ovsnet/ovsnet/internal/podnet"
+	"github.com/ovsnet/ovsnet/internal/pods"
 )
 
 // Config is the agent's configuration; see cmd/ovsnet-agent for the flags.
@@ -33,18 +44,47 @@ type Config struct {
 	Bridge string
 	// DatapathType is "system" or "netdev".
 	DatapathType string
-	// HealthAddr is where /healthz, /readyz and /metrics are served.
+	// HealthAddr is where /healthz, /readyz, /metrics and the operator API
+	// are served.
 	HealthAddr string
+
+	// PodCIDR is the node's pod subnet; its first address is the gateway.
+	// Empty: pods cannot be attached (the bridge is still managed).
+	PodCIDR string
+	// NodeIP, if set, is the SNAT source for pod traffic leaving the node;
+	// otherwise the outgoing interface's address is used (masquerade).
+	NodeIP string
+	// StateDir holds the IPAM state.
+	StateDir string
+	// CNISocket is where the CNI plugin reaches the agent.
+	CNISocket string
+	// AsyncInterfaces: ADD declares the port and returns; flows follow when
+	// the interface appears.
+	AsyncInterfaces bool
+	// MTU of pod interfaces and the gateway.
+	MTU int
+	// GatewayName is the gateway's OVS internal port.
+	GatewayName string
+
+	// HostNetns, for tests, is the namespace where ovs-vswitchd runs when it
+	// is not the agent's own. Not a flag.
+	HostNetns string
+	// PlumbHook, for tests of the asynchronous mode. Not a flag.
+	PlumbHook func(context.Context, *pods.Attachment)
 }
 
 // Defaults are the documented flag defaults.
 func Defaults() Config {
 	return Config{
 		OVSDB:        ovsdb.DefaultEndpoint,
-		OVSRunDir:    unixctl.DefaultRunDir,
+		OVSRunDir:    "/run/openvswitch",
 		Bridge:       "br-int",
 		DatapathType: "system",
 		HealthAddr:   "127.0.0.1:9364",
+		StateDir:     ipam.DefaultStateDir,
+		CNISocket:    cniapi.DefaultSocket,
+		MTU:          podnet.DefaultMTU,
+		GatewayName:  gateway.DefaultName,
 	}
 }
 
@@ -62,6 +102,26 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HealthAddr); err != nil {
 		return fmt.Errorf("--health-addr %q: want host:port: %w", c.HealthAddr, err)
 	}
+	if c.PodCIDR != "" {
+		p, err := netip.ParsePrefix(c.PodCIDR)
+		if err != nil || !p.Addr().Is4() || p.Bits() > 30 || p.Masked() != p {
+			return fmt.Errorf("--pod-cidr %q: want an IPv4 subnet of /30 or larger with host bits zero, e.g. 10.244.0.0/24", c.PodCIDR)
+		}
+		if c.CNISocket == "" {
+			return errors.New("--cni-socket is empty: give the socket path the CNI plugin dials")
+		}
+		if c.StateDir == "" {
+			return errors.New("--state-dir is empty: give a directory for the IPAM state")
+		}
+	}
+	if c.NodeIP != "" {
+		if a, err := netip.ParseAddr(c.NodeIP); err != nil || !a.Is4() {
+			return fmt.Errorf("--node-ip %q: want an IPv4 address", c.NodeIP)
+		}
+	}
+	if c.MTU < 576 || c.MTU > 65000 {
+		return fmt.Errorf("--mtu %d: want 576 to 65000", c.MTU)
+	}
 	return nil
 }
 
@@ -74,12 +134,20 @@ type Agent struct {
 	db       *ovsdb.Client
 	vswitchd *unixctl.Client
 	gate     *bridgegate.Gate
+	of       *ofconn.Conn
+	ports    *ports.Table
+	flows    *pipeline.Manager
+	network  pipeline.Network // zero without a pod CIDR
+	ipam     *ipam.Allocator
+	pods     *pods.Service
+	metrics  *metrics
 
 	// healthAddr is the bound health address, known once Run has started.
 	healthAddr chan net.Addr
 
 	mu     sync.Mutex
 	bridge *bridgegate.Result // last gate result; nil until the first pass
+	gw     *gateway.Gateway
 }
 
 // New validates cfg and builds the agent's parts; it starts nothing.
@@ -98,12 +166,14 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		registry:   reg,
 		status:     health.NewTracker(log, reg),
 		healthAddr: make(chan net.Addr, 1),
+		flows:      pipeline.NewManager(log.With("component", "pipeline")),
 	}
 	db, err := ovsdb.New(ovsdb.Config{Endpoint: cfg.OVSDB, Logger: log.With("component", "ovsdb")})
 	if err != nil {
 		return nil, fmt.Errorf("--ovsdb: %w", err)
 	}
 	a.db = db
+	a.ports = ports.New(db)
 	a.vswitchd = unixctl.New(unixctl.Config{RunDir: cfg.OVSRunDir, Logger: log.With("component", "unixctl")})
 	a.gate, err = bridgegate.New(bridgegate.Config{
 		Bridge: ovsdb.BridgeSpec{
@@ -119,11 +189,52 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.of, err = ofconn.New(ofconn.Config{Bridge: cfg.Bridge, RunDir: cfg.OVSRunDir, Ports: a.ports,
+		Logger: log.With("component", "openflow")})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.PodCIDR != "" {
+		if err := a.setupPodNetwork(); err != nil {
+			return nil, err
+		}
+	}
+	a.metrics = newMetrics(a, reg)
 	return a, nil
+}
+
+func (a *Agent) setupPodNetwork() error {
+	cidr := netip.MustParsePrefix(a.cfg.PodCIDR)
+	alloc, err := ipam.New(ipam.Config{CIDR: cidr, StateDir: a.cfg.StateDir, Log: a.log.With("component", "ipam")})
+	if err != nil {
+		return fmt.Errorf("IPAM: %w", err)
+	}
+	a.ipam = alloc
+	a.network = pipeline.Network{PodCIDR: cidr, GatewayIP: alloc.Gateway(), GatewayMAC: podnet.MACFromIP(alloc.Gateway())}
+	a.pods = pods.New(pods.Config{
+		Bridge:                   a.cfg.Bridge,
+		Network:                  a.network,
+		MTU:                      a.cfg.MTU,
+		DisableTxChecksumOffload: a.cfg.DatapathType == "netdev",
+		AsyncInterfaces:          a.cfg.AsyncInterfaces,
+		HostNetns:                a.cfg.HostNetns,
+		IPAM:                     alloc,
+		Plumber:                  podnet.New(a.log.With("component", "podnet"), podnet.WithHostNetns(a.cfg.HostNetns)),
+		DB:                       a.db,
+		Ports:                    a.ports,
+		Flows:                    a.flows,
+		Ready:                    a.status.Ready,
+		Logger:                   a.log.With("component", "pods"),
+		PlumbHook:                a.cfg.PlumbHook,
+	})
+	return nil
 }
 
 // Status is the agent's readiness tracker.
 func (a *Agent) Status() *health.Tracker { return a.status }
+
+// Pods is the pod attachment service (nil without a pod CIDR).
+func (a *Agent) Pods() *pods.Service { return a.pods }
 
 // HealthAddr returns the bound health address once Run has bound it.
 func (a *Agent) HealthAddr(ctx context.Context) (net.Addr, error) {
@@ -144,118 +255,67 @@ func (a *Agent) Bridge() *bridgegate.Result {
 	return a.bridge
 }
 
-func (a *Agent) reportGate(stage bridgegate.Stage, reason string) {
-	switch stage {
-	case bridgegate.OVSDBUnreachable:
-		a.status.Set(health.OVSDBUnreachable, reason)
-	case bridgegate.BridgeNotApplied:
-		a.status.Set(health.BridgeNotApplied, reason)
-	case bridgegate.FeaturesUnknown:
-		a.status.Set(health.FeaturesUnknown, reason)
-	case bridgegate.FeaturesMissing:
-		a.status.Set(health.FeaturesMissing, reason)
-	}
-}
-
 // Run runs the agent until ctx ends. It returns an error only for what an
-// operator must fix before a restart can help (the health port is taken);
-// everything OVS does is waited out.
+// operator must fix before a restart can help (a taken health port or CNI
+// socket); everything OVS does is waited out.
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	addr, served, err := health.Serve(ctx, a.cfg.HealthAddr, health.Handler(a.status, a.registry), a.log)
+	addr, served, err := health.Serve(ctx, a.cfg.HealthAddr, a.httpHandler(), a.log)
 	if err != nil {
 		return err
 	}
 	a.healthAddr <- addr
 
-	dbDone := make(chan struct{})
-	go func() {
-		defer close(dbDone)
-		_ = a.db.Run(ctx)
-	}()
-	defer func() { <-dbDone }()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				a.log.Error("agent part stopped", "part", name, "err", err)
+			}
+		}()
+	}
+	run("ovsdb", a.db.Run)
+	run("openflow", a.of.Run)
+
+	fatal := make(chan error, 2)
+	if a.pods != nil {
+		srv := cniserver.New(cniserver.Config{SocketPath: a.cfg.CNISocket}, a.pods, a.log.With("component", "cniserver"))
+		ln, err := cniserver.Listen(a.cfg.CNISocket)
+		if err != nil {
+			return fmt.Errorf("CNI socket: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ctx, ln); err != nil && ctx.Err() == nil {
+				fatal <- fmt.Errorf("CNI server: %w", err)
+			}
+		}()
+	}
 
 	a.log.Info("ovsnet agent starting", "bridge", a.cfg.Bridge, "datapath_type", a.cfg.DatapathType,
-		"ovsdb", a.cfg.OVSDB, "ovs_rundir", a.cfg.OVSRunDir)
-	loopErr := make(chan error, 1)
-	go func() { loopErr <- a.loop(ctx) }()
+		"ovsdb", a.cfg.OVSDB, "ovs_rundir", a.cfg.OVSRunDir, "pod_cidr", a.cfg.PodCIDR,
+		"async_interfaces", a.cfg.AsyncInterfaces)
+	loopDone := make(chan struct{})
+	go func() { a.loop(ctx); close(loopDone) }()
 	select {
 	case err := <-served:
 		cancel()
-		<-loopErr
+		<-loopDone
 		if err != nil {
 			return fmt.Errorf("health server: %w", err)
 		}
 		return nil
-	case err := <-loopErr:
+	case err := <-fatal:
 		cancel()
+		<-loopDone
 		return err
-	}
-}
-
-// loop passes the bridge gate, stays ready until OVS goes away under it,
-// and starts over.
-func (a *Agent) loop(ctx context.Context) error {
-	for ctx.Err() == nil {
-		res, err := a.gate.Pass(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			// Missing features: nothing changes until ovs-vswitchd does.
-			a.waitVswitchdChange(ctx, "")
-			continue
-		}
-		a.mu.Lock()
-		a.bridge = res
-		a.mu.Unlock()
-		a.status.Set(health.Ready, "")
-		reason := a.waitVswitchdChange(ctx, res.ControlSocket)
-		if ctx.Err() == nil {
-			a.status.Set(health.BridgeNotApplied, reason)
-		}
-	}
-	return nil
-}
-
-// waitVswitchdChange blocks until the OVS the agent relies on changes: the
-// ovs-vswitchd behind sock exits (its control socket closes) or the OVSDB
-// connection drops (ovsdb-server restarted: datapath ids are rewritten). It
-// returns why.
-func (a *Agent) waitVswitchdChange(ctx context.Context, sock string) string {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	why := make(chan string, 2)
-	go func() {
-		if sock == "" {
-			s, err := a.vswitchd.SocketPath()
-			if err != nil {
-				why <- "ovs-vswitchd not running: " + err.Error()
-				return
-			}
-			sock = s
-		}
-		err := a.vswitchd.WaitClosed(ctx, sock)
-		if ctx.Err() == nil {
-			why <- fmt.Sprintf("ovs-vswitchd exited or restarted (%v)", err)
-		}
-	}()
-	go func() {
-		seq := a.db.ConnectionSeq()
-		_ = a.db.Wait(ctx, "OVSDB reconnect", func() (bool, error) {
-			ok, _ := a.db.Connected()
-			return !ok || a.db.ConnectionSeq() != seq, nil
-		})
-		if ctx.Err() == nil {
-			why <- "connection to ovsdb-server lost"
-		}
-	}()
-	select {
-	case w := <-why:
-		a.log.Warn("OVS changed under the agent, passing the bridge gate again", "reason", w)
-		return w
-	case <-ctx.Done():
-		return ""
+	case <-loopDone:
+		return nil
 	}
 }

@@ -29,6 +29,9 @@ type Config struct {
 	// Masquerade SNATs pod traffic leaving the pod CIDR to the node's
 	// address (nftables table "ip ovsnet").
 	Masquerade bool
+	// NodeIP, when valid, is the fixed source for that SNAT instead of the
+	// outgoing interface's address.
+	NodeIP netip.Addr
 	// HostNetns is the namespace where ovs-vswitchd creates the device
 	// (empty: the agent's own).
 	HostNetns string

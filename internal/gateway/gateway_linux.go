@@ -60,6 +60,8 @@ func configureHere(ctx context.Context, cfg Config) error {
 //
 //	table ip ovsnet { chain postrouting { type nat hook postrouting priority srcnat;
 //	    ip saddr <podCIDR> ip daddr != <podCIDR> masquerade } }
+//
+// or "snat to <node-ip>" when the node IP is configured.
 func ensureMasquerade(ctx context.Context, cfg Config) error {
 	nft, err := knftables.New(knftables.IPv4Family, NATTable)
 	if err != nil {
@@ -74,9 +76,13 @@ func ensureMasquerade(ctx context.Context, cfg Config) error {
 		Priority: knftables.PtrTo(knftables.SNATPriority),
 	})
 	tx.Flush(&knftables.Chain{Name: "postrouting"})
+	action := "masquerade"
+	if cfg.NodeIP.IsValid() {
+		action = "snat to " + cfg.NodeIP.String()
+	}
 	tx.Add(&knftables.Rule{
 		Chain: "postrouting",
-		Rule:  knftables.Concat("ip saddr", cfg.PodCIDR.String(), "ip daddr !=", cfg.PodCIDR.String(), "masquerade"),
+		Rule:  knftables.Concat("ip saddr", cfg.PodCIDR.String(), "ip daddr !=", cfg.PodCIDR.String(), action),
 	})
 	if err := nft.Run(ctx, tx); err != nil {
 		return fmt.Errorf("install masquerade rule for %s: %w", cfg.PodCIDR, err)

@@ -421,3 +421,16 @@ func (s *Service) GC(ctx context.Context, req *cniapi.GCRequest) error {
 
 // Wait blocks until background plumbing has finished (shutdown, tests).
 func (s *Service) Wait() { s.bg.Wait() }
+
+// WaitReady blocks until the attachment's port is live and its flows are
+// installed, or ctx ends.
+func (s *Service) WaitReady(ctx context.Context, containerID, ifName string) error {
+	a := s.lookup(containerID, ifName)
+	if a == nil {
+		return fmt.Errorf("no attachment of container %s interface %s", containerID, ifName)
+	}
+	if _, err := s.cfg.Ports.WaitPort(ctx, a.ref, ports.Live); err != nil {
+		return err
+	}
+	return s.cfg.Flows.WaitInstalled(ctx, a.owner())
+}

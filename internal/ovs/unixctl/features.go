@@ -85,6 +85,8 @@ type Features struct {
 	// Unknown holds lines this package does not know, name -> value, so a
 	// newer OVS adds features without breaking the parser.
 	Unknown map[string]string
+	// Text is the daemon's reply as received, for operators.
+	Text string
 }
 
 // field maps a feature to its typed field: a flag or a number.
@@ -256,6 +258,6 @@ func (c *Client) DatapathFeatures(ctx context.Context, bridge string) (*Features
 		return nil, fmt.Errorf("datapath features of bridge %s: %w", bridge,
 			&ProtocolError{Method: method, Reason: "unexpected features text", Err: err})
 	}
-	f.Bridge = bridge
+	f.Bridge, f.Text = bridge, out
 	return f, nil
 }

@@ -48,6 +48,10 @@ func TestRealOVS(t *testing.T) {
 		}
 		want := wantNetdev31
 		want.Bridge = "br-int"
+		if !strings.HasPrefix(f.Text, "Masked set action: Yes\n") {
+			t.Errorf("Text is not the raw reply: %q", f.Text)
+		}
+		f.Text = ""
 		if !featuresEqual(*f, want) {
 			t.Errorf("features\n%+v\nwant (netdev, OVS 3.1)\n%+v", *f, want)
 		}

@@ -1,0 +1,204 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/ovsnet/ovsnet/internal/gateway"
+	"github.com/ovsnet/ovsnet/internal/health"
+	"github.com/ovsnet/ovsnet/internal/ovs/bridgegate"
+	"github.com/ovsnet/ovsnet/internal/ovs/ofconn"
+	"github.com/ovsnet/ovsnet/internal/pipeline"
+)
+
+func (a *Agent) reportGate(stage bridgegate.Stage, reason string) {
+	switch stage {
+	case bridgegate.OVSDBUnreachable:
+		a.status.Set(health.OVSDBUnreachable, reason)
+	case bridgegate.BridgeNotApplied:
+		a.status.Set(health.BridgeNotApplied, reason)
+	case bridgegate.FeaturesUnknown:
+		a.status.Set(health.FeaturesUnknown, reason)
+	case bridgegate.FeaturesMissing:
+		a.status.Set(health.FeaturesMissing, reason)
+	}
+}
+
+// loop is the start-up state machine. Each round passes the bridge gate,
+// joins an OpenFlow session on the very datapath the gate saw, brings the
+// gateway and every flow in, and declares the agent ready; then it waits for
+// OVS to change under it (session lost, ovs-vswitchd gone, OVSDB
+// reconnected) and starts over. An OpenFlow reconnect is treated as an
+// ovs-vswitchd restart until the gate has proven otherwise.
+func (a *Agent) loop(ctx context.Context) {
+	restored := false
+	for ctx.Err() == nil {
+		res, err := a.gate.Pass(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			// Missing features: nothing changes until ovs-vswitchd does.
+			a.waitVswitchdChange(ctx, "", nil)
+			continue
+		}
+		a.mu.Lock()
+		a.bridge = res
+		a.mu.Unlock()
+
+		sess, err := a.joinSession(ctx, res)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("OpenFlow session not usable, passing the bridge gate again", "err", err)
+			}
+			continue
+		}
+		if !restored && a.pods != nil {
+			if err := a.pods.Restore(ctx); err != nil {
+				a.log.Error("restoring pod attachments was incomplete", "err", err)
+			}
+			restored = true
+			go a.runPods(ctx)
+		}
+		if err := a.programSession(ctx, sess); err != nil {
+			if ctx.Err() == nil {
+				a.status.Set(health.OpenFlowNotReady, err.Error())
+				a.log.Warn("programming the bridge failed, starting over", "err", err)
+				a.flows.SessionLost()
+			}
+			continue
+		}
+		a.status.Set(health.Ready, "")
+		reason := a.waitVswitchdChange(ctx, res.ControlSocket, sess)
+		a.flows.SessionLost()
+		if ctx.Err() == nil {
+			a.status.Set(health.BridgeNotApplied, reason)
+		}
+	}
+}
+
+func (a *Agent) runPods(ctx context.Context) {
+	if err := a.pods.Run(ctx); err != nil && ctx.Err() == nil {
+		a.log.Error("pod reconciler stopped", "err", err)
+	}
+}
+
+// joinSession waits for the OpenFlow session and checks that it talks to the
+// datapath the gate saw: FEATURES' datapath id must equal OVSDB's.
+func (a *Agent) joinSession(ctx context.Context, res *bridgegate.Result) (*ofconn.Session, error) {
+	a.status.Set(health.OpenFlowNotReady, "waiting for the OpenFlow connection to "+a.cfg.Bridge+".mgmt")
+	// A session that outlives a vswitchd restart cannot exist; but an old
+	// one may not have noticed yet. Bound the wait so a stale session is
+	// re-examined rather than trusted.
+	sess, err := a.of.WaitSession(ctx)
+	if err != nil {
+		if last := a.of.LastError(); last != nil {
+			return nil, fmt.Errorf("%w (last: %v)", err, last)
+		}
+		return nil, err
+	}
+	want, err := strconv.ParseUint(res.DatapathID, 16, 64)
+	if err != nil {
+		return nil, fmt.Errorf("OVSDB datapath_id %q is not hex: %w", res.DatapathID, err)
+	}
+	if sess.DatapathID != want {
+		// The session belongs to another incarnation of the bridge. Wait
+		// for it to end (the conn reconnects on its own) before retrying.
+		a.status.Set(health.OpenFlowNotReady, fmt.Sprintf("OpenFlow datapath id %016x differs from OVSDB's %s; waiting for a new session", sess.DatapathID, res.DatapathID))
+		select {
+		case <-sess.Done():
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+			// The mismatch may be OVSDB's side being stale: re-run the gate.
+		}
+		return nil, errors.New("datapath id mismatch between OpenFlow and OVSDB")
+	}
+	return sess, nil
+}
+
+// programSession brings the gateway up and installs every desired flow
+// through sess under a new cookie round, deleting what else is there.
+func (a *Agent) programSession(ctx context.Context, sess *ofconn.Session) error {
+	if err := a.flows.Set(ctx, pipeline.OwnerBase, pipeline.BaseFlows()); err != nil && !errors.Is(err, pipeline.ErrNoSession) {
+		return err
+	}
+	if a.pods != nil {
+		a.status.Set(health.OpenFlowNotReady, "setting up gateway "+a.cfg.GatewayName)
+		var nodeIP = a.nodeIP()
+		gw, err := gateway.Ensure(ctx, gateway.Config{
+			Name: a.cfg.GatewayName, Bridge: a.cfg.Bridge, PodCIDR: a.network.PodCIDR,
+			GatewayIP: a.network.GatewayIP, MAC: a.network.GatewayMAC, MTU: a.cfg.MTU,
+			Masquerade: true, NodeIP: nodeIP, HostNetns: a.cfg.HostNetns,
+			DB: a.db, Ports: a.ports, Logger: a.log.With("component", "gateway"),
+		})
+		if err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		a.mu.Lock()
+		a.gw = &gw
+		a.mu.Unlock()
+		flows := pipeline.GatewayFlows(a.network, pipeline.Endpoint{OFPort: gw.OFPort, IP: gw.IP, MAC: gw.MAC})
+		if err := a.flows.Set(ctx, pipeline.OwnerGateway, flows); err != nil && !errors.Is(err, pipeline.ErrNoSession) {
+			return err
+		}
+	}
+	a.status.Set(health.OpenFlowNotReady, "installing flows")
+	start := time.Now()
+	if err := a.flows.Resync(ctx, sess); err != nil {
+		return err
+	}
+	a.metrics.resync.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// waitVswitchdChange blocks until the OVS the agent relies on changes: the
+// OpenFlow session ends, the ovs-vswitchd behind sock exits (its control
+// socket closes), or the OVSDB connection drops (ovsdb-server restarted:
+// datapath ids are rewritten). It returns why.
+func (a *Agent) waitVswitchdChange(ctx context.Context, sock string, sess *ofconn.Session) string {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	why := make(chan string, 3)
+	go func() {
+		if sock == "" {
+			s, err := a.vswitchd.SocketPath()
+			if err != nil {
+				why <- "ovs-vswitchd not running: " + err.Error()
+				return
+			}
+			sock = s
+		}
+		err := a.vswitchd.WaitClosed(ctx, sock)
+		if ctx.Err() == nil {
+			why <- fmt.Sprintf("ovs-vswitchd exited or restarted (%v)", err)
+		}
+	}()
+	go func() {
+		seq := a.db.ConnectionSeq()
+		_ = a.db.Wait(ctx, "OVSDB reconnect", func() (bool, error) {
+			ok, _ := a.db.Connected()
+			return !ok || a.db.ConnectionSeq() != seq, nil
+		})
+		if ctx.Err() == nil {
+			why <- "connection to ovsdb-server lost"
+		}
+	}()
+	var done <-chan struct{}
+	if sess != nil {
+		done = sess.Done()
+	}
+	select {
+	case w := <-why:
+		a.log.Warn("OVS changed under the agent, passing the bridge gate again", "reason", w)
+		return w
+	case <-done:
+		w := fmt.Sprintf("OpenFlow session ended (%v)", sess.Err())
+		a.log.Warn("OVS changed under the agent, passing the bridge gate again", "reason", w)
+		return w
+	case <-ctx.Done():
+		return ""
+	}
+}

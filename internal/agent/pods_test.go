@@ -1,0 +1,377 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/ovsnet/ovsnet/internal/agent"
+	"github.com/ovsnet/ovsnet/internal/cnitest"
+	"github.com/ovsnet/ovsnet/internal/ovs/ovstest"
+	"github.com/ovsnet/ovsnet/internal/pods"
+	"github.com/ovsnet/ovsnet/internal/testenv"
+)
+
+type podEnv struct {
+	t     *testing.T
+	o     *ovstest.OVS
+	a     *runningAgent
+	rt    *cnitest.Runtime
+	ctx   context.Context
+	cfg   agent.Config
+	mu    sync.Mutex
+	count int
+}
+
+func newPodEnv(t *testing.T, mutate func(*agent.Config)) *podEnv {
+	t.Helper()
+	testenv.RequireCommands(t, "ip", "ping", "nft")
+	o := ovstest.Start(t, ovstest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	bin, err := cnitest.SharedPluginDir(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := agent.Defaults()
+	cfg.OVSDB, cfg.OVSRunDir, cfg.DatapathType, cfg.HealthAddr = o.DBEndpoint(), o.Dir(), "netdev", "127.0.0.1:0"
+	cfg.PodCIDR = "10.244.7.0/24"
+	cfg.StateDir = dir + "/state"
+	cfg.CNISocket = dir + "/cni.sock"
+	cfg.HostNetns = o.NetnsPath()
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	a, err := agent.New(cfg, logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := runAgent(t, a)
+	if err := a.Status().WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := cnitest.NewRuntime(bin, dir+"/cache", cfg.CNISocket, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &podEnv{t: t, o: o, a: ra, rt: rt, ctx: ctx, cfg: cfg}
+}
+
+func runAgent(t *testing.T, a *agent.Agent) *runningAgent {
+	ctx, cancel := context.WithCancel(context.Background())
+	ra := &runningAgent{Agent: a, exited: make(chan error, 1)}
+	go func() { ra.exited <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-ra.exited; err != nil {
+			t.Errorf("agent Run: %v", err)
+		}
+	})
+	return ra
+}
+
+// podPorts counts the bridge's pod ports (the gateway excluded).
+func (e *podEnv) podPorts() int {
+	n := 0
+	for _, p := range strings.Fields(e.o.Vsctl("list-ports", "br-int")) {
+		if strings.HasPrefix(p, "ovsn") && p != e.cfg.GatewayName {
+			n++
+		}
+	}
+	return n
+}
+
+type testPod struct {
+	cnitest.Pod
+	ns *cnitest.Netns
+	ip string
+}
+
+func (e *podEnv) newPod() *testPod {
+	e.t.Helper()
+	n, err := cnitest.NewNetns(e.ctx, "ovsnet-pod-")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = n.Delete() })
+	e.mu.Lock()
+	e.count++
+	i := e.count
+	e.mu.Unlock()
+	return &testPod{Pod: cnitest.Pod{Name: fmt.Sprintf("pod-%d", i), Namespace: "default",
+		ContainerID: fmt.Sprintf("c%06d%s", i, strings.Repeat("0", 20)), Netns: n.Path}, ns: n}
+}
+
+func (e *podEnv) add(p *testPod) {
+	e.t.Helper()
+	res, err := e.rt.Add(e.ctx, p.Pod)
+	if err != nil {
+		e.t.Fatalf("ADD %s: %v", p.Name, err)
+	}
+	if len(res.IPs) != 1 {
+		e.t.Fatalf("ADD %s: %d IPs", p.Name, len(res.IPs))
+	}
+	p.ip = res.IPs[0].Address.IP.String()
+}
+
+func (p *testPod) ping(t *testing.T, ctx context.Context, ip string) error {
+	t.Helper()
+	out, err := p.ns.Exec(ctx, "ping", "-c", "1", "-W", "5", ip)
+	if err != nil {
+		return fmt.Errorf("ping %s from %s: %v: %s", ip, p.Name, err, out)
+	}
+	return nil
+}
+
+func TestPodsPingAndTCP(t *testing.T) {
+	e := newPodEnv(t, nil)
+	a, b := e.newPod(), e.newPod()
+	e.add(a)
+	e.add(b)
+	if a.ip == b.ip {
+		t.Fatalf("both pods got %s", a.ip)
+	}
+	for _, tc := range []struct {
+		from *testPod
+		to   string
+	}{{a, b.ip}, {b, a.ip}, {a, "10.244.7.1"}} {
+		if err := tc.from.ping(t, e.ctx, tc.to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Host (the gateway side, where ovs-vswitchd runs) to pod.
+	if out, err := e.o.Sandbox.InNetns(e.ctx, "ping", "-c", "1", "-W", "5", a.ip); err != nil {
+		t.Fatalf("host -> pod: %v %s", err, out)
+	}
+	// TCP between pods: 4 MiB through the userspace datapath.
+	if err := tcpTransfer(e.ctx, a.ns.Path, b.ns.Path, b.ip, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	// CHECK passes; the result is idempotent on a repeated ADD.
+	if err := e.rt.Check(e.ctx, a.Pod); err != nil {
+		t.Fatalf("CHECK: %v", err)
+	}
+	res, err := e.rt.Add(e.ctx, a.Pod)
+	if err != nil || res.IPs[0].Address.IP.String() != a.ip {
+		t.Fatalf("second ADD: %v %v", err, res)
+	}
+	// DEL frees the port and the address; a second DEL succeeds.
+	if err := e.rt.Del(e.ctx, a.Pod); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rt.Del(e.ctx, a.Pod); err != nil {
+		t.Fatalf("second DEL: %v", err)
+	}
+	if n := e.podPorts(); n != 1 {
+		t.Fatalf("%d pod ports after DEL, want 1", n)
+	}
+	if err := b.ping(t, e.ctx, a.ip); err == nil {
+		t.Fatal("deleted pod still reachable")
+	}
+}
+
+// tcpTransfer sends n bytes from a socket in netns src to a listener in
+// netns dst and checks they all arrive.
+func tcpTransfer(ctx context.Context, srcNetns, dstNetns, dstIP string, n int) error {
+	var ln net.Listener
+	err := ns.WithNetNSPath(dstNetns, func(ns.NetNS) error {
+		var err error
+		ln, err = net.Listen("tcp", dstIP+":5201")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("listen in pod: %w", err)
+	}
+	defer ln.Close()
+	got := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- err
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64<<10)
+		total := 0
+		for total < n {
+			k, err := c.Read(buf)
+			total += k
+			if err != nil {
+				got <- fmt.Errorf("received %d of %d bytes: %w", total, n, err)
+				return
+			}
+		}
+		got <- nil
+	}()
+	var conn net.Conn
+	err = ns.WithNetNSPath(srcNetns, func(ns.NetNS) error {
+		d := net.Dialer{}
+		var err error
+		conn, err = d.DialContext(ctx, "tcp", dstIP+":5201")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("dial from pod: %w", err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := conn.Write(make([]byte, n)); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	select {
+	case err := <-got:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func TestSpoofedSourceDropped(t *testing.T) {
+	e := newPodEnv(t, nil)
+	a, b, c := e.newPod(), e.newPod(), e.newPod()
+	e.add(a)
+	e.add(b)
+	e.add(c)
+	if err := a.ping(t, e.ctx, c.ip); err != nil {
+		t.Fatal(err)
+	}
+	// Pod a takes b's address: nothing it sends from it gets through.
+	if out, err := a.ns.Exec(e.ctx, "ip", "addr", "add", b.ip+"/32", "dev", "eth0"); err != nil {
+		t.Fatal(err, out)
+	}
+	if out, err := a.ns.Exec(e.ctx, "ping", "-c", "1", "-W", "2", "-I", b.ip, c.ip); err == nil {
+		t.Fatalf("ping with a forged source IP got through: %s", out)
+	}
+	// Pod a takes b's MAC.
+	if out, err := a.ns.Exec(e.ctx, "ip", "link", "set", "eth0", "address", "0a:58:0a:f4:07:77"); err != nil {
+		t.Fatal(err, out)
+	}
+	if out, err := a.ns.Exec(e.ctx, "ping", "-c", "1", "-W", "2", c.ip); err == nil {
+		t.Fatalf("ping with a forged MAC got through: %s", out)
+	}
+	// c is unaffected.
+	if err := c.ping(t, e.ctx, b.ip); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConcurrentAdds(t *testing.T) {
+	e := newPodEnv(t, nil)
+	const n = 30
+	list := make([]*testPod, n)
+	for i := range list {
+		list[i] = e.newPod()
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for _, p := range list {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := e.rt.Add(e.ctx, p.Pod); err != nil {
+				errs <- fmt.Errorf("%s: %w", p.Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	ips := map[string]bool{}
+	for _, p := range e.a.Pods().Attachments() {
+		if ips[p.IP.String()] {
+			t.Fatalf("address %s handed out twice", p.IP)
+		}
+		ips[p.IP.String()] = true
+	}
+	if len(ips) != n {
+		t.Fatalf("%d attachments, want %d", len(ips), n)
+	}
+	// GC keeping only the first 10 removes the rest.
+	var keep []cnitest.Pod
+	for _, p := range list[:10] {
+		keep = append(keep, p.Pod)
+	}
+	if err := e.rt.GC(e.ctx, keep...); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(e.a.Pods().Attachments()); got != 10 {
+		t.Fatalf("%d attachments after GC, want 10", got)
+	}
+	if got := e.podPorts(); got != 10 {
+		t.Fatalf("%d pod ports after GC, want 10", got)
+	}
+}
+
+func TestAgentDownIsTryAgainLater(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bin, err := cnitest.SharedPluginDir(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rt, err := cnitest.NewRuntime(bin, dir, dir+"/no-agent.sock", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = rt.Add(ctx, cnitest.Pod{ContainerID: "c1", Netns: "/run/netns/none"})
+	var te *types.Error
+	if !errors.As(err, &te) || te.Code != types.ErrTryAgainLater {
+		t.Fatalf("ADD with no agent: %v, want code 11", err)
+	}
+}
+
+// The asynchronous model: ADD declares the port and returns before the
+// interface exists; the interface appears seconds later; flows follow the
+// port, and CHECK says "try again later" until they are in.
+func TestAsyncInterfaces(t *testing.T) {
+	release := make(chan struct{})
+	e := newPodEnv(t, func(c *agent.Config) {
+		c.AsyncInterfaces = true
+		c.PlumbHook = func(ctx context.Context, _ *pods.Attachment) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+	})
+	a, b := e.newPod(), e.newPod()
+	e.add(a)
+	e.add(b)
+	// ADD has returned; no interface exists in the pod yet.
+	if out, err := a.ns.Exec(e.ctx, "ip", "link", "show", "eth0"); err == nil {
+		t.Fatalf("eth0 exists before the asynchronous setup: %s", out)
+	}
+	err := e.rt.Check(e.ctx, a.Pod)
+	var te *types.Error
+	if !errors.As(err, &te) || te.Code != types.ErrTryAgainLater {
+		t.Fatalf("CHECK before the interface exists: %v, want code 11", err)
+	}
+	// The interfaces appear two seconds later (the timer only schedules
+	// that; the test then waits on the agent's readiness condition).
+	time.AfterFunc(2*time.Second, func() { close(release) })
+	for _, p := range []*testPod{a, b} {
+		if err := e.a.Pods().WaitReady(e.ctx, p.ContainerID, "eth0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.rt.Check(e.ctx, a.Pod); err != nil {
+		t.Fatalf("CHECK after the interface appeared: %v", err)
+	}
+	if err := a.ping(t, e.ctx, b.ip); err != nil {
+		t.Fatal(err)
+	}
+}
