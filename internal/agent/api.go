@@ -157,4 +157,3 @@ func (a *Agent) apiFlows(w http.ResponseWriter, r *http.Request) {
 	})
 	writeJSON(w, out)
 }
-

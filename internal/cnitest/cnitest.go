@@ -92,7 +92,9 @@ func (r *Runtime) Add(ctx context.Context, p Pod) (*current.Result, error) {
 }
 
 // Del runs CNI DEL.
-func (r *Runtime) Del(ctx context.Context, p Pod) error { return r.cni.DelNetworkList(ctx, r.conf, p.rt()) }
+func (r *Runtime) Del(ctx context.Context, p Pod) error {
+	return r.cni.DelNetworkList(ctx, r.conf, p.rt())
+}
 
 // Check runs CNI CHECK.
 func (r *Runtime) Check(ctx context.Context, p Pod) error {

@@ -103,4 +103,3 @@ func RemoveNAT(ctx context.Context) error {
 	}
 	return nil
 }
-

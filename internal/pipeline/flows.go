@@ -40,15 +40,15 @@ var TableNames = map[uint8]string{
 
 // Priorities used across tables.
 const (
-	prioMiss      uint16 = 0
-	prioDefault   uint16 = 50
-	prioCatch     uint16 = 100
-	prioEndpoint  uint16 = 190
-	prioSpecific  uint16 = 200
-	ethTypeIPv4          = 0x0800
-	ethTypeARP           = 0x0806
-	arpOpRequest         = 1
-	arpOpReply           = 2
+	prioMiss     uint16 = 0
+	prioDefault  uint16 = 50
+	prioCatch    uint16 = 100
+	prioEndpoint uint16 = 190
+	prioSpecific uint16 = 200
+	ethTypeIPv4         = 0x0800
+	ethTypeARP          = 0x0806
+	arpOpRequest        = 1
+	arpOpReply          = 2
 )
 
 // Flow is one desired flow. Cookies are assigned by the manager.

@@ -43,9 +43,9 @@ func PodOwner(containerID, ifName string) Owner { return Owner("pod/" + containe
 // round is deleted, in one atomic bundle, so traffic never sees a gap and
 // nothing stale survives.
 const (
-	roundShift       = 48
-	roundMask uint64 = 0xffff << roundShift
-	ownerMask uint64 = 0xffffffff
+	roundShift        = 48
+	roundMask  uint64 = 0xffff << roundShift
+	ownerMask  uint64 = 0xffffffff
 )
 
 func cookie(round uint16, id uint32) uint64 { return uint64(round)<<roundShift | uint64(id) }
@@ -259,4 +259,3 @@ func flowsEqual(a, b []Flow) bool {
 	}
 	return true
 }
-

@@ -203,4 +203,3 @@ func TestSubscriptionCoalesces(t *testing.T) {
 		t.Fatalf("Take did not clear: %v", n)
 	}
 }
-
