@@ -8,12 +8,18 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 
 export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 
-.PHONY: all build test unit lint fmt generate demo bench e2e clean
+.PHONY: all build test lint fmt generate demo bench e2e clean
 
 all: build
 
+# The CNI plugin is built stripped: the runtime execs it for every call.
 build:
-	$(GO) build -o $(BIN)/ $(PKGS)
+	$(GO) build -o $(BIN)/ ./cmd/ovsnet-agent ./cmd/ovsnetctl ./cmd/ovsnet-demo ./cmd/ovsnet-bench
+	$(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/ovsnet ./cmd/ovsnet
+
+# A local OVS, the agent and four pods that ping each other; cleans up after.
+demo: build
+	$(BIN)/ovsnet-demo --bin $(BIN)
 
 # Every test: lint, then unit and real-OVS integration tests with the race
 # detector. Integration tests need root and OVS; with CI=true they fail

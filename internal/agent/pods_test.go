@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/ovsnet/ovsnet/internal/agent"
 	"github.com/ovsnet/ovsnet/internal/cnitest"
@@ -153,7 +151,7 @@ func TestPodsPingAndTCP(t *testing.T) {
 		t.Fatalf("host -> pod: %v %s", err, out)
 	}
 	// TCP between pods: 4 MiB through the userspace datapath.
-	if err := tcpTransfer(e.ctx, a.ns.Path, b.ns.Path, b.ip, 4<<20); err != nil {
+	if err := cnitest.TCPTransfer(e.ctx, a.ns.Path, b.ns.Path, b.ip, 4<<20); err != nil {
 		t.Fatal(err)
 	}
 	// CHECK passes; the result is idempotent on a repeated ADD.
@@ -176,64 +174,6 @@ func TestPodsPingAndTCP(t *testing.T) {
 	}
 	if err := b.ping(t, e.ctx, a.ip); err == nil {
 		t.Fatal("deleted pod still reachable")
-	}
-}
-
-// tcpTransfer sends n bytes from a socket in netns src to a listener in
-// netns dst and checks they all arrive.
-func tcpTransfer(ctx context.Context, srcNetns, dstNetns, dstIP string, n int) error {
-	var ln net.Listener
-	err := ns.WithNetNSPath(dstNetns, func(ns.NetNS) error {
-		var err error
-		ln, err = net.Listen("tcp", dstIP+":5201")
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("listen in pod: %w", err)
-	}
-	defer ln.Close()
-	got := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			got <- err
-			return
-		}
-		defer c.Close()
-		buf := make([]byte, 64<<10)
-		total := 0
-		for total < n {
-			k, err := c.Read(buf)
-			total += k
-			if err != nil {
-				got <- fmt.Errorf("received %d of %d bytes: %w", total, n, err)
-				return
-			}
-		}
-		got <- nil
-	}()
-	var conn net.Conn
-	err = ns.WithNetNSPath(srcNetns, func(ns.NetNS) error {
-		d := net.Dialer{}
-		var err error
-		conn, err = d.DialContext(ctx, "tcp", dstIP+":5201")
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("dial from pod: %w", err)
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	if _, err := conn.Write(make([]byte, n)); err != nil {
-		return fmt.Errorf("send: %w", err)
-	}
-	select {
-	case err := <-got:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
