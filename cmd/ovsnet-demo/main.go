@@ -19,9 +19,15 @@ func main() {
 	bin := flag.String("bin", filepath.Dir(self), "directory with ovsnet-agent, ovsnet and ovsnetctl")
 	pods := flag.Int("pods", 4, "number of pods")
 	flag.Parse()
+	// The binaries are exec'd from other namespaces and directories.
+	abs, err := filepath.Abs(*bin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ovsnet-demo: --bin:", err)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := demo.Run(ctx, demo.Config{BinDir: *bin, Pods: *pods, Out: os.Stdout}); err != nil {
+	if err := demo.Run(ctx, demo.Config{BinDir: abs, Pods: *pods, Out: os.Stdout}); err != nil {
 		fmt.Fprintln(os.Stderr, "ovsnet-demo:", err)
 		os.Exit(1)
 	}
