@@ -319,3 +319,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		return nil
 	}
 }
+
+// FlowRound is the cookie round of the installed flows.
+func (a *Agent) FlowRound() uint16 { return a.flows.Round() }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +30,8 @@ func logger() *slog.Logger {
 type runningAgent struct {
 	*agent.Agent
 	exited chan error
+	cancel context.CancelFunc
+	once   sync.Once
 }
 
 func startAgent(t *testing.T, o *ovstest.OVS) *runningAgent {
@@ -42,15 +45,7 @@ func startAgent(t *testing.T, o *ovstest.OVS) *runningAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ra := &runningAgent{Agent: a, exited: make(chan error, 1)}
-	go func() { ra.exited <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-ra.exited; err != nil {
-			t.Errorf("agent Run: %v", err)
-		}
-	})
+	ra := runAgent(t, a)
 	return ra
 }
 
