@@ -27,6 +27,11 @@ demo: build
 test: lint
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
+# Benchmarks against real OVS sandboxes; figures go to docs/benchmarks.md.
+bench: build
+	$(BIN)/ovsnet-bench gate --runs 100 --orders 200
+	$(BIN)/ovsnet-bench cni --pods 100 --concurrency 8 --plugin-dir $(BIN)
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

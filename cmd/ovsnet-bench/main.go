@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ovsnet/ovsnet/internal/bench"
+	"github.com/ovsnet/ovsnet/internal/cnitest"
 )
 
 func main() {
@@ -28,6 +29,31 @@ func main() {
 	gateCmd.Flags().IntVar(&gate.Runs, "runs", 100, "timed ovs-vswitchd starts per variant")
 	gateCmd.Flags().IntVar(&gate.Orders, "orders", 200, "randomized start orders to check for failures")
 	root.AddCommand(gateCmd)
+
+	var cni bench.CNIConfig
+	cniCmd := &cobra.Command{
+		Use:   "cni",
+		Short: "CNI ADD/DEL through the real plugin binary, with per-phase breakdown, beside the raw floor",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cni.Out = cmd.OutOrStdout()
+			if cni.PluginDir == "" {
+				dir, err := os.MkdirTemp("", "ovsnet-bench-plugin-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+				if err := cnitest.BuildPlugin(cmd.Context(), dir); err != nil {
+					return err
+				}
+				cni.PluginDir = dir
+			}
+			return bench.CNI(cmd.Context(), cni)
+		},
+	}
+	cniCmd.Flags().IntVar(&cni.Pods, "pods", 100, "pods per round")
+	cniCmd.Flags().IntVar(&cni.Concurrency, "concurrency", 8, "concurrent ADDs in the second round")
+	cniCmd.Flags().StringVar(&cni.PluginDir, "plugin-dir", "", "directory with the built plugin binary \"ovsnet\" (default: build it)")
+	root.AddCommand(cniCmd)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
