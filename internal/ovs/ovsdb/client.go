@@ -82,7 +82,7 @@ func checkEndpoint(ep string) error {
 	for _, p := range []string{"unix:", "tcp:", "ssl:"} {
 		if len(ep) > len(p) && ep[:len(p)] == p {
 			if p == "ssl:" {
-				return fmt.Errorf("OVSDB endpoint %q: ssl is not supported yet; use unix: or tcp:", ep)
+				return fmt.Errorf("OVSDB endpoint %q: ssl is not supported yet; use a unix or tcp endpoint", ep)
 			}
 			return nil
 		}

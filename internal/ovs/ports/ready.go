@@ -151,21 +151,35 @@ func (t *Table) Check(ref Ref, cond Cond) (r Ready, ok bool, why string) {
 	return r, false, why
 }
 
-// WaitPort blocks until cond holds for ref, re-checking on every change of
-// the OpenFlow port table or the OVSDB cache. It fails only when ctx ends,
+// WaitPort blocks until cond holds for ref, re-checking whenever this port
+// changes on the OpenFlow side or its Interface row changes in OVSDB (and
+// when the OpenFlow connection comes or goes). It fails only when ctx ends,
 // with the last reason the port was not ready.
 func (t *Table) WaitPort(ctx context.Context, ref Ref, cond Cond) (Ready, error) {
 	for {
-		tch, dch := t.changedCh(), t.db.Changed()
-		r, ok, why := t.Check(ref, cond)
-		if ok {
-			return r, nil
+		ch := t.waitCh(ref.Name)
+		if !t.surelyNotLive(ref, cond) {
+			if r, ok, _ := t.Check(ref, cond); ok {
+				return r, nil
+			}
 		}
 		select {
-		case <-tch:
-		case <-dch:
+		case <-ch:
 		case <-ctx.Done():
+			r, _, why := t.Check(ref, cond)
 			return r, fmt.Errorf("port %s not %v: %s: %w", ref.Name, cond, why, ctx.Err())
 		}
 	}
+}
+
+// surelyNotLive answers the common "not yet" of a Live wait from the
+// OpenFlow side alone, without reading OVSDB.
+func (t *Table) surelyNotLive(ref Ref, cond Cond) bool {
+	if cond != Live {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.byName[ref.Name]
+	return !t.fresh || !ok || !e.port.Live()
 }

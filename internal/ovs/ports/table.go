@@ -25,7 +25,6 @@ import (
 // DB is the part of the OVSDB client the table reads.
 type DB interface {
 	InterfaceByUUID(uuid string) (vswitch.Interface, bool, error)
-	Changed() <-chan struct{}
 	OnInterfaceChange(func(name string))
 }
 
@@ -34,12 +33,14 @@ type DB interface {
 type Table struct {
 	db DB
 
-	mu      sync.Mutex
-	byName  map[string]*entry
-	seq     uint64 // last incarnation handed out
-	fresh   bool   // the OpenFlow side reflects a live connection
-	changed chan struct{}
-	subs    []*Subscription
+	mu     sync.Mutex
+	byName map[string]*entry
+	seq    uint64 // last incarnation handed out
+	fresh  bool   // the OpenFlow side reflects a live connection
+	// byWaiter wakes the waiters of one port name: a change elsewhere on
+	// the bridge does not make fifty waiters re-check their ports.
+	byWaiter map[string]chan struct{}
+	subs     []*Subscription
 }
 
 type entry struct {
@@ -49,7 +50,7 @@ type entry struct {
 
 // New returns an empty table that reads OVSDB state from db.
 func New(db DB) *Table {
-	t := &Table{db: db, byName: map[string]*entry{}, changed: make(chan struct{})}
+	t := &Table{db: db, byName: map[string]*entry{}, byWaiter: map[string]chan struct{}{}}
 	db.OnInterfaceChange(t.markDirty)
 	return t
 }
@@ -104,7 +105,6 @@ func (t *Table) Update(reason openflow.PortReason, p *openflow.Port) {
 		}
 	}
 	t.dirtyLocked(p.Name)
-	t.broadcastLocked()
 }
 
 // Disconnected marks the OpenFlow side stale: until the next Reset, only
@@ -145,15 +145,25 @@ func (t *Table) Ports() []openflow.Port {
 	return out
 }
 
+// broadcastLocked wakes every waiter: the connection came or went.
 func (t *Table) broadcastLocked() {
-	close(t.changed)
-	t.changed = make(chan struct{})
+	for name, ch := range t.byWaiter {
+		close(ch)
+		delete(t.byWaiter, name)
+	}
 }
 
-func (t *Table) changedCh() <-chan struct{} {
+// waitCh returns a channel closed at the next change of the named port on
+// either side, or of the connection.
+func (t *Table) waitCh(name string) <-chan struct{} {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.changed
+	ch, ok := t.byWaiter[name]
+	if !ok {
+		ch = make(chan struct{})
+		t.byWaiter[name] = ch
+	}
+	return ch
 }
 
 // markDirty is called by OVSDB for every changed Interface row.
@@ -164,6 +174,10 @@ func (t *Table) markDirty(name string) {
 }
 
 func (t *Table) dirtyLocked(name string) {
+	if ch, ok := t.byWaiter[name]; ok {
+		close(ch)
+		delete(t.byWaiter, name)
+	}
 	for _, s := range t.subs {
 		s.add(name)
 	}

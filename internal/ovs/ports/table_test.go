@@ -16,12 +16,11 @@ import (
 type fakeDB struct {
 	mu        sync.Mutex
 	rows      map[string]vswitch.Interface
-	changed   chan struct{}
 	listeners []func(string)
 }
 
 func newFakeDB() *fakeDB {
-	return &fakeDB{rows: map[string]vswitch.Interface{}, changed: make(chan struct{})}
+	return &fakeDB{rows: map[string]vswitch.Interface{}}
 }
 
 func (f *fakeDB) InterfaceByUUID(uuid string) (vswitch.Interface, bool, error) {
@@ -29,12 +28,6 @@ func (f *fakeDB) InterfaceByUUID(uuid string) (vswitch.Interface, bool, error) {
 	defer f.mu.Unlock()
 	r, ok := f.rows[uuid]
 	return r, ok, nil
-}
-
-func (f *fakeDB) Changed() <-chan struct{} {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.changed
 }
 
 func (f *fakeDB) OnInterfaceChange(l func(string)) {
@@ -46,8 +39,6 @@ func (f *fakeDB) OnInterfaceChange(l func(string)) {
 func (f *fakeDB) set(uuid, name string, ofport int) {
 	f.mu.Lock()
 	f.rows[uuid] = vswitch.Interface{UUID: uuid, Name: name, Ofport: &ofport}
-	close(f.changed)
-	f.changed = make(chan struct{})
 	ls := f.listeners
 	f.mu.Unlock()
 	for _, l := range ls {
