@@ -65,6 +65,9 @@ func command() *cobra.Command {
 	f.BoolVar(&cfg.AsyncInterfaces, "async-interfaces", cfg.AsyncInterfaces, "CNI ADD declares the OVS port and returns; the interface and its flows follow asynchronously")
 	f.IntVar(&cfg.MTU, "mtu", cfg.MTU, "MTU of pod interfaces and the gateway")
 	f.StringVar(&cfg.GatewayName, "gateway-name", cfg.GatewayName, "name of the gateway's OVS internal port")
+	f.StringVar(&cfg.Kubeconfig, "kubeconfig", cfg.Kubeconfig, "kubeconfig file: Kubernetes mode (pod CIDR from the Node, pod GC, Events); in a pod the in-cluster configuration is used")
+	f.StringVar(&cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's Kubernetes name (default $NODE_NAME)")
+	f.BoolVar(&cfg.Standalone, "standalone", cfg.Standalone, "standalone mode even when running inside a cluster")
 	f.StringVar(&logLevel, "log-level", logLevel, "log level: debug, info, warn or error")
 	return cmd
 }

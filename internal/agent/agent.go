@@ -23,6 +23,7 @@ import (
 	"github.com/ovsnet/ovsnet/internal/gateway"
 	"github.com/ovsnet/ovsnet/internal/health"
 	"github.com/ovsnet/ovsnet/internal/ipam"
+	"github.com/ovsnet/ovsnet/internal/k8s"
 	"github.com/ovsnet/ovsnet/internal/ovs/bridgegate"
 	"github.com/ovsnet/ovsnet/internal/ovs/ofconn"
 	"github.com/ovsnet/ovsnet/internal/ovs/ovsdb"
@@ -66,6 +67,14 @@ type Config struct {
 	// GatewayName is the gateway's OVS internal port.
 	GatewayName string
 
+	// Kubeconfig selects Kubernetes mode with a kubeconfig file; Kubernetes
+	// mode is also on when the agent runs in a pod (in-cluster config).
+	Kubeconfig string
+	// NodeName is this node's Kubernetes name (default: $NODE_NAME).
+	NodeName string
+	// Standalone forces standalone mode even inside a cluster.
+	Standalone bool
+
 	// HostNetns, for tests, is the namespace where ovs-vswitchd runs when it
 	// is not the agent's own. Not a flag.
 	HostNetns string
@@ -102,16 +111,21 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HealthAddr); err != nil {
 		return fmt.Errorf("--health-addr %q: want host:port: %w", c.HealthAddr, err)
 	}
-	if c.PodCIDR != "" {
-		p, err := netip.ParsePrefix(c.PodCIDR)
-		if err != nil || !p.Addr().Is4() || p.Bits() > 30 || p.Masked() != p {
-			return fmt.Errorf("--pod-cidr %q: want an IPv4 subnet of /30 or larger with host bits zero, e.g. 10.244.0.0/24", c.PodCIDR)
-		}
+	if c.kubernetes() && c.NodeName == "" {
+		return errors.New("kubernetes mode needs the node name: set --node-name or NODE_NAME")
+	}
+	if c.servesPods() {
 		if c.CNISocket == "" {
 			return errors.New("--cni-socket is empty: give the socket path the CNI plugin dials")
 		}
 		if c.StateDir == "" {
 			return errors.New("--state-dir is empty: give a directory for the IPAM state")
+		}
+	}
+	if c.PodCIDR != "" {
+		p, err := netip.ParsePrefix(c.PodCIDR)
+		if err != nil || !p.Addr().Is4() || p.Bits() > 30 || p.Masked() != p {
+			return fmt.Errorf("--pod-cidr %q: want an IPv4 subnet of /30 or larger with host bits zero, e.g. 10.244.0.0/24", c.PodCIDR)
 		}
 	}
 	if c.NodeIP != "" {
@@ -140,10 +154,18 @@ type Agent struct {
 	network  pipeline.Network // zero without a pod CIDR
 	ipam     *ipam.Allocator
 	pods     *pods.Service
+	cluster  *k8s.Cluster // nil in standalone mode
 	metrics  *metrics
+
+	// handler serves CNI from the start, answering "not ready" until the
+	// pod network exists (in Kubernetes mode it waits for the Node's CIDR).
+	handler *lazyHandler
 
 	// healthAddr is the bound health address, known once Run has started.
 	healthAddr chan net.Addr
+
+	// bg tracks the loop's background tasks; Run waits for them.
+	bg sync.WaitGroup
 
 	mu     sync.Mutex
 	bridge *bridgegate.Result // last gate result; nil until the first pass
@@ -167,6 +189,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		status:     health.NewTracker(log, reg),
 		healthAddr: make(chan net.Addr, 1),
 		flows:      pipeline.NewManager(log.With("component", "pipeline")),
+		handler:    &lazyHandler{},
 	}
 	db, err := ovsdb.New(ovsdb.Config{Endpoint: cfg.OVSDB, Logger: log.With("component", "ovsdb")})
 	if err != nil {
@@ -194,8 +217,15 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.kubernetes() {
+		a.cluster, err = k8s.New(k8s.Config{Kubeconfig: cfg.Kubeconfig, NodeName: cfg.NodeName,
+			Logger: log.With("component", "kubernetes")})
+		if err != nil {
+			return nil, err
+		}
+	}
 	if cfg.PodCIDR != "" {
-		if err := a.setupPodNetwork(); err != nil {
+		if err := a.setupPodNetwork(netip.MustParsePrefix(cfg.PodCIDR)); err != nil {
 			return nil, err
 		}
 	}
@@ -203,8 +233,16 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	return a, nil
 }
 
-func (a *Agent) setupPodNetwork() error {
-	cidr := netip.MustParsePrefix(a.cfg.PodCIDR)
+// kubernetes reports whether the agent runs in Kubernetes mode.
+func (c Config) kubernetes() bool {
+	return !c.Standalone && (c.Kubeconfig != "" || k8s.InCluster())
+}
+
+// servesPods reports whether the agent will attach pods: it has a pod CIDR
+// now, or will learn it from its Node.
+func (c Config) servesPods() bool { return c.PodCIDR != "" || c.kubernetes() }
+
+func (a *Agent) setupPodNetwork(cidr netip.Prefix) error {
 	alloc, err := ipam.New(ipam.Config{CIDR: cidr, StateDir: a.cfg.StateDir, Log: a.log.With("component", "ipam")})
 	if err != nil {
 		return fmt.Errorf("IPAM: %w", err)
@@ -226,8 +264,16 @@ func (a *Agent) setupPodNetwork() error {
 		Ready:                    a.status.Ready,
 		Logger:                   a.log.With("component", "pods"),
 		PlumbHook:                a.cfg.PlumbHook,
+		OnAddFailure:             a.podEvent,
 	})
 	return nil
+}
+
+// podEvent records a Kubernetes Event on a pod whose network setup failed.
+func (a *Agent) podEvent(pod cniapi.PodRef, err error) {
+	if a.cluster != nil {
+		a.cluster.PodEvent(pod.Namespace, pod.Name, pod.UID, "NetworkSetupFailed", "ovsnet: "+err.Error())
+	}
 }
 
 // Status is the agent's readiness tracker.
@@ -269,6 +315,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer a.bg.Wait()
 	defer cancel()
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
@@ -282,9 +329,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	run("ovsdb", a.db.Run)
 	run("openflow", a.of.Run)
 
+	if a.cluster != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.cluster.Run(ctx) }()
+	}
 	fatal := make(chan error, 2)
-	if a.pods != nil {
-		srv := cniserver.New(cniserver.Config{SocketPath: a.cfg.CNISocket}, a.pods, a.log.With("component", "cniserver"))
+	if a.cfg.servesPods() {
+		srv := cniserver.New(cniserver.Config{SocketPath: a.cfg.CNISocket}, a.handler, a.log.With("component", "cniserver"))
 		ln, err := cniserver.Listen(a.cfg.CNISocket)
 		if err != nil {
 			return fmt.Errorf("CNI socket: %w", err)

@@ -7,11 +7,14 @@ import (
 	"strconv"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/ovsnet/ovsnet/internal/gateway"
 	"github.com/ovsnet/ovsnet/internal/health"
 	"github.com/ovsnet/ovsnet/internal/ovs/bridgegate"
 	"github.com/ovsnet/ovsnet/internal/ovs/ofconn"
 	"github.com/ovsnet/ovsnet/internal/pipeline"
+	"github.com/ovsnet/ovsnet/internal/pods"
 )
 
 func (a *Agent) reportGate(stage bridgegate.Stage, reason string) {
@@ -34,6 +37,20 @@ func (a *Agent) reportGate(stage bridgegate.Stage, reason string) {
 // reconnected) and starts over. An OpenFlow reconnect is treated as an
 // ovs-vswitchd restart until the gate has proven otherwise.
 func (a *Agent) loop(ctx context.Context) {
+	if a.pods == nil && a.cluster != nil {
+		cidr, err := a.cluster.PodCIDR(ctx, func(why string) { a.status.Set(health.PodCIDRUnknown, why) })
+		if err != nil {
+			return
+		}
+		if err := a.setupPodNetwork(cidr); err != nil {
+			// Only a broken IPAM state file gets here: the operator must act.
+			a.status.Set(health.PodCIDRUnknown, err.Error())
+			a.log.Error("cannot set up the pod network", "pod_cidr", cidr, "err", err)
+			<-ctx.Done()
+			return
+		}
+		a.log.Info("pod CIDR from the Node object", "node", a.cfg.NodeName, "pod_cidr", cidr)
+	}
 	restored := false
 	for ctx.Err() == nil {
 		res, err := a.gate.Pass(ctx)
@@ -61,7 +78,11 @@ func (a *Agent) loop(ctx context.Context) {
 				a.log.Error("restoring pod attachments was incomplete", "err", err)
 			}
 			restored = true
-			go a.runPods(ctx)
+			// Only now may CNI verbs other than ADD touch state: a GC
+			// before the restore would release addresses in use.
+			a.handler.set(a.pods)
+			a.bg.Add(1)
+			go func() { defer a.bg.Done(); a.runPods(ctx) }()
 		}
 		if err := a.programSession(ctx, sess); err != nil {
 			if ctx.Err() == nil {
@@ -80,9 +101,54 @@ func (a *Agent) loop(ctx context.Context) {
 	}
 }
 
+// runPods runs the flow reconciler, the sandbox watcher and, in
+// Kubernetes mode, the garbage collection of pods that are gone.
 func (a *Agent) runPods(ctx context.Context) {
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		if err := a.pods.WatchSandboxes(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error("sandbox watcher stopped; vanished sandboxes are collected by CNI GC only", "err", err)
+		}
+	}()
+	if a.cluster != nil {
+		a.bg.Add(1)
+		go func() { defer a.bg.Done(); a.collectGonePods(ctx) }()
+	}
 	if err := a.pods.Run(ctx); err != nil && ctx.Err() == nil {
 		a.log.Error("pod reconciler stopped", "err", err)
+	}
+}
+
+// collectGonePods removes attachments of pods that no longer exist on this
+// node: once after the pod informer has synced (never before: an unsynced
+// cache is not evidence of absence), then on every pod deletion.
+func (a *Agent) collectGonePods(ctx context.Context) {
+	gone := make(chan struct{}, 1)
+	a.cluster.OnPodDelete(func(string, string, types.UID) {
+		select {
+		case gone <- struct{}{}:
+		default:
+		}
+	})
+	if !a.cluster.WaitPodsSynced(ctx) {
+		return
+	}
+	keep := func(p pods.Info) bool {
+		if p.Pod.Name == "" {
+			return true // not a Kubernetes pod (a runtime outside the cluster)
+		}
+		return a.cluster.PodExists(p.Pod.Namespace, p.Pod.Name, p.Pod.UID)
+	}
+	for {
+		if err := a.pods.CollectGarbage(ctx, keep, "pod no longer exists on this node"); err != nil {
+			a.log.Warn("garbage collection of gone pods incomplete", "err", err)
+		}
+		select {
+		case <-gone:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

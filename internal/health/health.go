@@ -23,6 +23,8 @@ type State int
 const (
 	// Starting: nothing has been tried yet.
 	Starting State = iota
+	// PodCIDRUnknown: in Kubernetes mode, the Node has no pod CIDR yet.
+	PodCIDRUnknown
 	// OVSDBUnreachable: no live connection to ovsdb-server.
 	OVSDBUnreachable
 	// BridgeNotApplied: the bridge transaction is written, but no live
@@ -41,7 +43,7 @@ const (
 	Ready
 )
 
-var stateNames = [...]string{"starting", "ovsdb-unreachable", "bridge-not-applied", "features-unknown", "features-missing", "openflow-not-ready", "ready"}
+var stateNames = [...]string{"starting", "pod-cidr-unknown", "ovsdb-unreachable", "bridge-not-applied", "features-unknown", "features-missing", "openflow-not-ready", "ready"}
 
 func (s State) String() string {
 	if s >= 0 && int(s) < len(stateNames) {

@@ -63,6 +63,9 @@ type Config struct {
 	// Ready returns nil when the agent can attach pods, else why not.
 	Ready  func() error
 	Logger *slog.Logger
+	// OnAddFailure is told when ADD fails for a pod (for a Kubernetes
+	// Event); it must not block.
+	OnAddFailure func(pod cniapi.PodRef, err error)
 	// PlumbHook, for tests of the asynchronous mode, runs before the
 	// background plumbing of an interface and may hold it back.
 	PlumbHook func(ctx context.Context, a *Attachment)
@@ -78,6 +81,8 @@ type Service struct {
 	byIf  map[string]*Attachment // by host interface name
 	kick  chan struct{}
 	queue map[string]struct{} // host ifnames to reconcile
+	// newAttachment tells the sandbox watcher to look at new directories.
+	newAttachment chan struct{}
 
 	bg sync.WaitGroup // background plumbing (async mode)
 }
@@ -97,7 +102,7 @@ func New(cfg Config) *Service {
 		cfg.MTU = podnet.DefaultMTU
 	}
 	return &Service{cfg: cfg, log: log, byKey: map[key]*Attachment{}, byIf: map[string]*Attachment{},
-		kick: make(chan struct{}, 1), queue: map[string]struct{}{}}
+		kick: make(chan struct{}, 1), queue: map[string]struct{}{}, newAttachment: make(chan struct{}, 1)}
 }
 
 // Attachments returns a snapshot of every attachment, for the CLI.
@@ -123,6 +128,10 @@ func (s *Service) register(a *Attachment) {
 	s.byIf[a.HostIfName] = a
 	s.mu.Unlock()
 	s.enqueue(a.HostIfName)
+	select {
+	case s.newAttachment <- struct{}{}:
+	default:
+	}
 }
 
 func (s *Service) unregister(a *Attachment) {
@@ -159,10 +168,17 @@ func (s *Service) Add(ctx context.Context, req *cniapi.Request) (*current.Result
 		return s.finishAdd(ctx, a)
 	}
 	a, err := s.declare(ctx, req)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		var res *current.Result
+		res, err = s.finishAdd(ctx, a)
+		if err == nil {
+			return res, nil
+		}
 	}
-	return s.finishAdd(ctx, a)
+	if s.cfg.OnAddFailure != nil && req.Pod.Name != "" {
+		s.cfg.OnAddFailure(req.Pod, err)
+	}
+	return nil, err
 }
 
 // declare allocates the address, plumbs the interface (unless asynchronous)

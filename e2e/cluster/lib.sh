@@ -1,0 +1,110 @@
+# shellcheck shell=bash disable=SC2034 # the variables are used by the scripts that source this file
+# Shared settings and helpers of the ovsnet end-to-end cluster scripts.
+# Sourced by build.sh, up.sh and down.sh; never run on its own.
+
+E2E_K8S_VERSION=${E2E_K8S_VERSION:-v1.34.12}
+OVSNET_E2E_CACHE=${OVSNET_E2E_CACHE:-/var/cache/ovsnet-e2e}
+E2E_LAB=$(realpath -m "${E2E_LAB:-/var/tmp/ovsnet-e2e}")
+# Deadline, in seconds, of every wait in up.sh and down.sh.
+E2E_TIMEOUT=${E2E_TIMEOUT:-120}
+
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+E2E_REPO=$(cd "$E2E_DIR/../.." && pwd)
+
+K8S_BIN=$OVSNET_E2E_CACHE/k8s-$E2E_K8S_VERSION/bin
+IMAGE_DIR=$OVSNET_E2E_CACHE/images
+PAUSE_IMAGE=ovsnet-e2e.local/pause:1
+BUSYBOX_IMAGE=ovsnet-e2e.local/busybox:1
+
+# Layout of the lab directory. Everything the cluster writes lives here,
+# except the few fixed host paths listed in FIXED_PATHS. down.sh empties the
+# directory only if it carries LAB_MARKER, which up.sh puts in a new or
+# empty one, so a mistyped E2E_LAB never costs anyone their files.
+LAB_MARKER=$E2E_LAB/.ovsnet-e2e-lab
+RUN=$E2E_LAB/run
+LOGS=$E2E_LAB/logs
+PKI=$E2E_LAB/pki
+KUBECONFIG_ADMIN=$E2E_LAB/admin.kubeconfig
+CTR_SOCK=$RUN/containerd.sock
+CNI_BIN=$E2E_LAB/cni/bin
+CNI_CONF=$E2E_LAB/cni/net.d
+
+# Ports, all bound to 127.0.0.1.
+ETCD_CLIENT_PORT=2379
+ETCD_PEER_PORT=2380
+APISERVER_PORT=6443
+KUBELET_PORT=10250
+KUBELET_HEALTHZ_PORT=10248
+CM_PORT=10257
+SCHED_PORT=10259
+
+CLUSTER_CIDR=10.244.0.0/16
+SERVICE_CIDR=10.96.0.0/16
+SERVICE_APISERVER_IP=10.96.0.1
+
+# Sysctls that kubelet (and the bridge CNI plugin) set; up.sh saves them and
+# down.sh puts them back.
+SAVED_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory net.ipv4.ip_forward)
+
+# Host paths that containerd, runc, kubelet or CNI use whatever their
+# configuration says. up.sh records which of them already existed; down.sh
+# removes only the ones the cluster created.
+FIXED_PATHS=(/run/containerd /var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni)
+
+_e2e_t0=$(date +%s%N)
+
+# log MSG...: a line on stderr with the seconds since the script started.
+log() {
+	local now
+	now=$(date +%s%N)
+	printf '[%7.2fs] %s\n' "$(((now - _e2e_t0) / 1000000))e-3" "$*" >&2
+}
+
+die() {
+	printf 'error: %s\n' "$*" >&2
+	exit 1
+}
+
+# elapsed_ms: milliseconds since the script started.
+elapsed_ms() {
+	local now
+	now=$(date +%s%N)
+	echo $(((now - _e2e_t0) / 1000000))
+}
+
+require_root() {
+	[ "$(id -u)" -eq 0 ] || die "$(basename "$0") must run as root: it starts containerd and kubelet and changes host networking"
+}
+
+# require_cmds CMD...: fail with the Debian packages to install when a tool is missing.
+require_cmds() {
+	local c missing=()
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 || missing+=("$c")
+	done
+	[ ${#missing[@]} -eq 0 ] || die "missing commands: ${missing[*]}; install them with: apt-get install containerd runc etcd-server iptables conntrack socat busybox-static openssl gettext-base containernetworking-plugins"
+}
+
+# is_ours PID WORD: PID runs (a zombie does not count) and its command line
+# contains WORD, so a recycled PID never passes for a component.
+is_ours() {
+	local state
+	[ -r "/proc/$1/stat" ] || return 1
+	state=$(sed 's/.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null)
+	case $state in Z | X | "") return 1 ;; esac
+	tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -qF -- "$2"
+}
+
+# pid_alive NAME: the component whose PID is in $RUN/NAME.pid is running.
+pid_alive() {
+	local f=$RUN/$1.pid
+	[ -f "$f" ] && is_ours "$(cat "$f")" "$1"
+}
+
+kubectl_admin() {
+	"$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"
+}
+
+ctr_lab() {
+	ctr --address "$CTR_SOCK" --namespace k8s.io "$@"
+}

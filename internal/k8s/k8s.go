@@ -1,0 +1,211 @@
+// Package k8s is the agent's view of Kubernetes: its own Node (for the pod
+// CIDR), the pods scheduled to it (to garbage-collect attachments of pods
+// that are gone), and Events on pods whose network could not be set up.
+// Informers only: nothing polls the API server, and a lost connection only
+// delays news; what already runs keeps running.
+package k8s
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+)
+
+// Config says how to reach the API server and which node this is.
+type Config struct {
+	// Kubeconfig is a kubeconfig file; empty: in-cluster configuration.
+	Kubeconfig string
+	// NodeName is this node's name.
+	NodeName string
+	Logger   *slog.Logger
+}
+
+// InCluster reports whether the process runs in a pod with a service
+// account (the in-cluster configuration is usable).
+func InCluster() bool {
+	return os.Getenv("KUBERNETES_SERVICE_HOST") != "" && os.Getenv("KUBERNETES_SERVICE_PORT") != ""
+}
+
+// Cluster watches this node and its pods.
+type Cluster struct {
+	cfg      Config
+	log      *slog.Logger
+	client   kubernetes.Interface
+	factory  informers.SharedInformerFactory
+	nodes    cache.SharedIndexInformer
+	pods     cache.SharedIndexInformer
+	recorder record.EventRecorder
+	bcast    record.EventBroadcaster
+
+	mu       sync.Mutex
+	changed  chan struct{}
+	onDelete []func(namespace, name string, uid types.UID)
+}
+
+// New builds the client and informers; Run starts them.
+func New(cfg Config) (*Cluster, error) {
+	if cfg.NodeName == "" {
+		return nil, errors.New("node name unknown: set --node-name or the NODE_NAME environment variable (the DaemonSet passes spec.nodeName)")
+	}
+	var rc *rest.Config
+	var err error
+	if cfg.Kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client configuration: %w (give --kubeconfig, or run in a pod with a service account)", err)
+	}
+	rc.UserAgent = "ovsnet-agent"
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return newCluster(cfg, client), nil
+}
+
+func newCluster(cfg Config, client kubernetes.Interface) *Cluster {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Cluster{cfg: cfg, log: log, client: client, changed: make(chan struct{})}
+	// One factory per selector: the node by name, the pods by node. No
+	// periodic resync: GC runs on sync, on pod deletions and on sandbox
+	// removal; a resync would only re-deliver what handlers already saw.
+	nodeFactory := informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", cfg.NodeName).String()
+		}))
+	podFactory := informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
+		}))
+	c.nodes = nodeFactory.Core().V1().Nodes().Informer()
+	c.pods = podFactory.Core().V1().Pods().Informer()
+	c.factory = podFactory
+	_, _ = c.nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { c.notify() },
+		UpdateFunc: func(any, any) { c.notify() },
+		DeleteFunc: func(any) { c.notify() },
+	})
+	_, _ = c.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if p, ok := obj.(*corev1.Pod); ok {
+				c.mu.Lock()
+				hooks := c.onDelete
+				c.mu.Unlock()
+				for _, h := range hooks {
+					h(p.Namespace, p.Name, p.UID)
+				}
+			}
+			c.notify()
+		},
+		AddFunc:    func(any) { c.notify() },
+		UpdateFunc: func(any, any) { c.notify() },
+	})
+	c.bcast = record.NewBroadcaster()
+	c.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	c.recorder = c.bcast.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ovsnet-agent", Host: cfg.NodeName})
+	return c
+}
+
+func (c *Cluster) notify() {
+	c.mu.Lock()
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// OnPodDelete registers f for every pod of this node that disappears.
+func (c *Cluster) OnPodDelete(f func(namespace, name string, uid types.UID)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onDelete = append(c.onDelete, f)
+}
+
+// Run starts the informers and blocks until ctx ends.
+func (c *Cluster) Run(ctx context.Context) {
+	go c.nodes.Run(ctx.Done())
+	go c.pods.Run(ctx.Done())
+	<-ctx.Done()
+	c.bcast.Shutdown()
+}
+
+// PodCIDR waits until this node's Node object has an IPv4 pod CIDR
+// (spec.podCIDRs, allocated by kube-controller-manager) and returns it.
+// report is told why it is still waiting.
+func (c *Cluster) PodCIDR(ctx context.Context, report func(why string)) (netip.Prefix, error) {
+	for {
+		c.mu.Lock()
+		ch := c.changed
+		c.mu.Unlock()
+		why := ""
+		if !c.nodes.HasSynced() {
+			why = "waiting for the API server (Node " + c.cfg.NodeName + " not listed yet)"
+		} else if obj, ok, _ := c.nodes.GetStore().GetByKey(c.cfg.NodeName); !ok {
+			why = "Node " + c.cfg.NodeName + " does not exist (yet)"
+		} else {
+			node := obj.(*corev1.Node)
+			cidrs := node.Spec.PodCIDRs
+			if len(cidrs) == 0 && node.Spec.PodCIDR != "" {
+				cidrs = []string{node.Spec.PodCIDR}
+			}
+			for _, s := range cidrs {
+				if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is4() {
+					return p.Masked(), nil
+				}
+			}
+			why = "Node " + c.cfg.NodeName + " has no IPv4 spec.podCIDRs yet (is kube-controller-manager running with --allocate-node-cidrs?)"
+		}
+		report(why)
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return netip.Prefix{}, fmt.Errorf("%s: %w", why, ctx.Err())
+		}
+	}
+}
+
+// WaitPodsSynced blocks until the pod informer has listed this node's pods.
+func (c *Cluster) WaitPodsSynced(ctx context.Context) bool {
+	return cache.WaitForCacheSync(ctx.Done(), c.pods.HasSynced)
+}
+
+// PodExists reports whether a pod with that namespace, name and (if given)
+// UID is on this node according to the synced cache.
+func (c *Cluster) PodExists(namespace, name, uid string) bool {
+	obj, ok, _ := c.pods.GetStore().GetByKey(namespace + "/" + name)
+	if !ok {
+		return false
+	}
+	p := obj.(*corev1.Pod)
+	return uid == "" || string(p.UID) == uid
+}
+
+// PodEvent records a Warning event on a pod (best effort, asynchronous).
+func (c *Cluster) PodEvent(namespace, name, uid, reason, message string) {
+	ref := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: namespace, Name: name, UID: types.UID(uid)}
+	c.recorder.Event(ref, corev1.EventTypeWarning, reason, message)
+}
