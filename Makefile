@@ -30,6 +30,8 @@ test: lint
 # Benchmarks against real OVS sandboxes; figures go to docs/benchmarks.md.
 bench: build
 	$(BIN)/ovsnet-bench gate --runs 100 --orders 200
+	$(BIN)/ovsnet-bench stall --rounds 3 --ports 20 --stall 8s
+	$(GO) test -run '^$$' -bench PortReady -benchtime 200x ./internal/ovs/ofconn/
 	$(BIN)/ovsnet-bench cni --pods 100 --concurrency 8 --plugin-dir $(BIN)
 
 lint:

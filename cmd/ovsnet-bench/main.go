@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -54,6 +55,21 @@ func main() {
 	cniCmd.Flags().IntVar(&cni.Concurrency, "concurrency", 8, "concurrent ADDs in the second round")
 	cniCmd.Flags().StringVar(&cni.PluginDir, "plugin-dir", "", "directory with the built plugin binary \"ovsnet\" (default: build it)")
 	root.AddCommand(cniCmd)
+
+	var stall bench.StallConfig
+	stallCmd := &cobra.Command{
+		Use:   "stall",
+		Short: "ports added during an ovs-vswitchd stall: a fixed-timeout OVSDB wait beside ovsnet's WaitPort",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			stall.Out = cmd.OutOrStdout()
+			return bench.Stall(cmd.Context(), stall)
+		},
+	}
+	stallCmd.Flags().IntVar(&stall.Ports, "ports", 20, "ports added during each stall")
+	stallCmd.Flags().DurationVar(&stall.Stall, "stall", 8*time.Second, "how long ovs-vswitchd stays SIGSTOPped")
+	stallCmd.Flags().DurationVar(&stall.AnchorTimeout, "anchor-timeout", 5*time.Second, "timeout of the OVSDB wait compared against")
+	stallCmd.Flags().IntVar(&stall.Rounds, "rounds", 3, "stalls")
+	root.AddCommand(stallCmd)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

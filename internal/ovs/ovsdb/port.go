@@ -194,3 +194,13 @@ func (c *Client) Ofport(ifaceUUID string) (int, error) {
 	}
 	return *iface.Ofport, nil
 }
+
+// Transact runs raw OVSDB operations (benchmarks compare other clients'
+// methods with this one's) and fails on any per-operation error.
+func (c *Client) Transact(ctx context.Context, ops ...ovsdb.Operation) ([]ovsdb.OperationResult, error) {
+	cl, err := c.current()
+	if err != nil {
+		return nil, err
+	}
+	return c.transact(ctx, cl, ops)
+}
