@@ -156,6 +156,9 @@ func (a *Agent) collectGonePods(ctx context.Context) {
 // datapath the gate saw: FEATURES' datapath id must equal OVSDB's.
 func (a *Agent) joinSession(ctx context.Context, res *bridgegate.Result) (*ofconn.Session, error) {
 	a.status.Set(health.OpenFlowNotReady, "waiting for the OpenFlow connection to "+a.cfg.Bridge+".mgmt")
+	// The bridge exists now, so its management socket does: connect at
+	// once rather than after a backoff that grew while OVS was down.
+	a.of.Retry()
 	// A session that outlives a vswitchd restart cannot exist; but an old
 	// one may not have noticed yet. Bound the wait so a stale session is
 	// re-examined rather than trusted.

@@ -404,3 +404,71 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// A /29 has five pod addresses: the sixth ADD fails with a clear error, a
+// DEL frees one, and the next ADD gets an address again. DEL of a container
+// the agent never saw succeeds.
+func TestExhaustionAndUnknownDel(t *testing.T) {
+	e := newPodEnv(t, func(c *agent.Config) { c.PodCIDR = "10.244.9.0/29" })
+	var list []*testPod
+	for range 5 {
+		p := e.newPod()
+		e.add(p)
+		list = append(list, p)
+	}
+	extra := e.newPod()
+	_, err := e.rt.Add(e.ctx, extra.Pod)
+	if err == nil || !strings.Contains(err.Error(), "exhausted") {
+		t.Fatalf("sixth ADD in a /29: %v, want an exhaustion error", err)
+	}
+	if err := e.rt.Del(e.ctx, list[0].Pod); err != nil {
+		t.Fatal(err)
+	}
+	e.add(extra)
+	if err := extra.ping(t, e.ctx, list[1].ip); err != nil {
+		t.Fatal(err)
+	}
+	ghost := e.newPod()
+	if err := e.rt.Del(e.ctx, ghost.Pod); err != nil {
+		t.Fatalf("DEL of an unknown container: %v", err)
+	}
+	if err := e.rt.Status(e.ctx); err != nil {
+		t.Fatalf("STATUS: %v", err)
+	}
+}
+
+// Pod traffic to an address outside the pod CIDR leaves through the
+// gateway and is masqueraded to the node's address.
+func TestMasqueradeToOutside(t *testing.T) {
+	e := newPodEnv(t, nil)
+	p := e.newPod()
+	e.add(p)
+	// "Outside": a namespace linked to the node's namespace (where OVS and
+	// the gateway live) by a veth, 192.0.2.0/24.
+	out, err := cnitest.NewNetns(e.ctx, "ovsnet-out-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = out.Delete() })
+	node := e.o.Netns()
+	for _, args := range [][]string{
+		{"ip", "-n", node, "link", "add", "uplink0", "type", "veth", "peer", "name", "eth0", "netns", out.Name},
+		{"ip", "-n", node, "addr", "add", "192.0.2.1/24", "dev", "uplink0"},
+		{"ip", "-n", node, "link", "set", "uplink0", "up"},
+		{"ip", "-n", out.Name, "addr", "add", "192.0.2.2/24", "dev", "eth0"},
+		{"ip", "-n", out.Name, "link", "set", "eth0", "up"},
+	} {
+		if b, err := exec.CommandContext(e.ctx, args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", args, err, b)
+		}
+	}
+	// The outside has no route to the pod CIDR: only a masqueraded reply
+	// (to 192.0.2.1) can come back.
+	if err := p.ping(t, e.ctx, "192.0.2.2"); err != nil {
+		t.Fatal(err)
+	}
+	nat := e.o.InNetns("nft", "list", "table", "ip", "ovsnet")
+	if !strings.Contains(nat, "masquerade") || !strings.Contains(nat, e.cfg.PodCIDR) {
+		t.Fatalf("nftables table: %s", nat)
+	}
+}

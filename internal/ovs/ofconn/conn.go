@@ -98,6 +98,7 @@ type Conn struct {
 	seq     uint64
 	changed chan struct{} // closed and replaced when cur changes
 	running bool
+	retry   chan struct{} // Retry's wake-up, capacity 1
 }
 
 // New checks cfg and returns a connection that is not yet dialing.
@@ -131,6 +132,7 @@ func New(cfg Config) (*Conn, error) {
 		log:     log.With("bridge", cfg.Bridge),
 		lastErr: errors.New("not connected yet"),
 		changed: make(chan struct{}),
+		retry:   make(chan struct{}, 1),
 	}, nil
 }
 
@@ -187,7 +189,7 @@ func (c *Conn) Run(ctx context.Context) error {
 			if failures == 1 || failures%20 == 0 {
 				c.log.Info("cannot open OpenFlow session, retrying", "err", err, "attempts", failures)
 			}
-			if !sleepCtx(ctx, backoff) {
+			if !c.pause(ctx, backoff) {
 				break
 			}
 			backoff = min(backoff*2, c.cfg.MaxBackoff)
@@ -209,12 +211,37 @@ func (c *Conn) Run(ctx context.Context) error {
 			break
 		}
 		c.log.Warn("OpenFlow session lost, reconnecting", "seq", s.Seq, "err", err)
-		if !sleepCtx(ctx, backoff) {
+		if !c.pause(ctx, backoff) {
 			break
 		}
 	}
 	c.setLastErr(ErrClosed)
 	return nil
+}
+
+// Retry makes a connection attempt waiting out its backoff start now. Call
+// it when something says the switch is back (the bridge gate passed: the
+// management socket exists), so the session does not lag behind a backoff
+// that grew while ovs-vswitchd was down.
+func (c *Conn) Retry() {
+	select {
+	case c.retry <- struct{}{}:
+	default:
+	}
+}
+
+// pause waits out a reconnect backoff, cut short by Retry.
+func (c *Conn) pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.retry:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func (c *Conn) publish(s *Session) {
@@ -431,13 +458,3 @@ func (c *Conn) Stats() Stats {
 	}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
