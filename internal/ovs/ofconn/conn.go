@@ -457,4 +457,3 @@ func (c *Conn) Stats() Stats {
 		DecodeErrors:      c.stats.decodeError.Load(),
 	}
 }
-
