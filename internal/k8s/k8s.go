@@ -157,14 +157,18 @@ func (c *Cluster) Run(ctx context.Context) {
 // (spec.podCIDRs, allocated by kube-controller-manager) and returns it.
 // report is told why it is still waiting.
 func (c *Cluster) PodCIDR(ctx context.Context, report func(why string)) (netip.Prefix, error) {
+	// Handlers see the initial list before the informer counts as synced,
+	// so wait for the sync itself first; after it every change is an event.
+	report("waiting for the API server (Node " + c.cfg.NodeName + " not listed yet)")
+	if !cache.WaitForCacheSync(ctx.Done(), c.nodes.HasSynced) {
+		return netip.Prefix{}, fmt.Errorf("listing Node %s: %w", c.cfg.NodeName, ctx.Err())
+	}
 	for {
 		c.mu.Lock()
 		ch := c.changed
 		c.mu.Unlock()
 		why := ""
-		if !c.nodes.HasSynced() {
-			why = "waiting for the API server (Node " + c.cfg.NodeName + " not listed yet)"
-		} else if obj, ok, _ := c.nodes.GetStore().GetByKey(c.cfg.NodeName); !ok {
+		if obj, ok, _ := c.nodes.GetStore().GetByKey(c.cfg.NodeName); !ok {
 			why = "Node " + c.cfg.NodeName + " does not exist (yet)"
 		} else {
 			node := obj.(*corev1.Node)

@@ -62,6 +62,8 @@ func TestPodCIDRWaitsForTheNode(t *testing.T) {
 	select {
 	case <-waiting:
 	case <-ctx.Done():
+		mu.Lock()
+		defer mu.Unlock()
 		t.Fatalf("never reported waiting for the pod CIDR: %v", reasons)
 	}
 	node, _ := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
@@ -70,7 +72,7 @@ func TestPodCIDRWaitsForTheNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := <-got; err != nil {
-		t.Fatalf("PodCIDR: %v (reasons %v)", err, reasons)
+		t.Fatalf("PodCIDR: %v", err)
 	}
 }
 

@@ -50,8 +50,13 @@ func (s *Service) WatchSandboxes(ctx context.Context) error {
 	// A sandbox may have vanished while the agent was down.
 	s.collectVanished(ctx)
 
+	// The reader only decodes; dirs is touched by this goroutine alone.
+	type event struct {
+		wd   int
+		name string
+	}
 	buf := make([]byte, 64<<10)
-	events := make(chan []string)
+	events := make(chan []event)
 	readErr := make(chan error, 1)
 	go func() {
 		for {
@@ -60,18 +65,21 @@ func (s *Service) WatchSandboxes(ctx context.Context) error {
 				readErr <- err
 				return
 			}
-			var gone []string
+			var evs []event
 			for off := 0; off+unix.SizeofInotifyEvent <= n; {
 				ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
-				nameBytes := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
-				name := strings.TrimRight(string(nameBytes), "\x00")
-				if dir, ok := dirs[int(ev.Wd)]; ok && name != "" {
-					gone = append(gone, filepath.Join(dir, name))
+				end := off + unix.SizeofInotifyEvent + int(ev.Len)
+				if end > n {
+					break
 				}
-				off += unix.SizeofInotifyEvent + int(ev.Len)
+				name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:end]), "\x00")
+				if name != "" {
+					evs = append(evs, event{int(ev.Wd), name})
+				}
+				off = end
 			}
 			select {
-			case events <- gone:
+			case events <- evs:
 			case <-ctx.Done():
 				return
 			}
@@ -86,10 +94,12 @@ func (s *Service) WatchSandboxes(ctx context.Context) error {
 				return nil
 			}
 			return fmt.Errorf("read inotify: %w", err)
-		case gone := <-events:
+		case evs := <-events:
 			set := map[string]bool{}
-			for _, p := range gone {
-				set[p] = true
+			for _, ev := range evs {
+				if dir, ok := dirs[ev.wd]; ok {
+					set[filepath.Join(dir, ev.name)] = true
+				}
 			}
 			if err := s.CollectGarbage(ctx, func(a Info) bool { return !set[a.Netns] }, "sandbox network namespace removed"); err != nil {
 				s.log.Warn("garbage collection after sandbox removal incomplete", "err", err)

@@ -83,6 +83,8 @@ type Service struct {
 	queue map[string]struct{} // host ifnames to reconcile
 	// newAttachment tells the sandbox watcher to look at new directories.
 	newAttachment chan struct{}
+	// changed is closed and replaced whenever an attachment comes or goes.
+	changed chan struct{}
 
 	bg sync.WaitGroup // background plumbing (async mode)
 }
@@ -102,7 +104,7 @@ func New(cfg Config) *Service {
 		cfg.MTU = podnet.DefaultMTU
 	}
 	return &Service{cfg: cfg, log: log, byKey: map[key]*Attachment{}, byIf: map[string]*Attachment{},
-		kick: make(chan struct{}, 1), queue: map[string]struct{}{}, newAttachment: make(chan struct{}, 1)}
+		kick: make(chan struct{}, 1), queue: map[string]struct{}{}, newAttachment: make(chan struct{}, 1), changed: make(chan struct{})}
 }
 
 // Attachments returns a snapshot of every attachment, for the CLI.
@@ -126,6 +128,8 @@ func (s *Service) register(a *Attachment) {
 	s.mu.Lock()
 	s.byKey[key{a.ContainerID, a.IfName}] = a
 	s.byIf[a.HostIfName] = a
+	close(s.changed)
+	s.changed = make(chan struct{})
 	s.mu.Unlock()
 	s.enqueue(a.HostIfName)
 	select {
@@ -142,6 +146,8 @@ func (s *Service) unregister(a *Attachment) {
 	if s.byIf[a.HostIfName] == a {
 		delete(s.byIf, a.HostIfName)
 	}
+	close(s.changed)
+	s.changed = make(chan struct{})
 	s.mu.Unlock()
 }
 
@@ -433,6 +439,24 @@ func (s *Service) GC(ctx context.Context, req *cniapi.GCRequest) error {
 		return types.NewError(types.ErrInternal, "garbage collection: "+err.Error(), "")
 	}
 	return nil
+}
+
+// WaitAttachments blocks until cond holds for the current attachments,
+// re-checking whenever one comes or goes, or ctx ends.
+func (s *Service) WaitAttachments(ctx context.Context, cond func([]Info) bool) error {
+	for {
+		s.mu.Lock()
+		ch := s.changed
+		s.mu.Unlock()
+		if cond(s.Attachments()) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Wait blocks until background plumbing has finished (shutdown, tests).
