@@ -8,7 +8,7 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 
 export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 
-.PHONY: all build test lint fmt generate demo bench e2e clean
+.PHONY: all build test lint fmt generate demo bench e2e bench-e2e clean
 
 all: build
 
@@ -33,6 +33,18 @@ bench: build
 	$(BIN)/ovsnet-bench stall --rounds 3 --ports 20 --stall 8s
 	$(GO) test -run '^$$' -bench PortReady -benchtime 200x ./internal/ovs/ofconn/
 	$(BIN)/ovsnet-bench cni --pods 100 --concurrency 8 --plugin-dir $(BIN)
+
+# End to end on a real single-node Kubernetes cluster whose only CNI is
+# ovsnet (root; Debian packages in e2e/README.md): builds or reuses the
+# cached Kubernetes binaries, starts the cluster, runs e2e/suite, always
+# tears everything down and checks the host is as before.
+e2e: build
+	e2e/run.sh all
+
+# Pod creation -> Ready latency of 30 pods created at once, with ovsnet and
+# with the reference bridge plugin as the floor (a cluster each, in turn).
+bench-e2e: build
+	e2e/run.sh bench
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

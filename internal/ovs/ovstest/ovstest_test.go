@@ -15,13 +15,16 @@ func TestSandboxLifecycle(t *testing.T) {
 	t.Run("run", func(t *testing.T) {
 		o := Start(t, Options{})
 		netns, dir = o.Netns(), o.Dir()
-		o.Vsctl("add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev")
+		// A name nothing else on the machine uses, so the check below is
+		// about this sandbox only.
+		br := "sbt" + strconv.Itoa(os.Getpid()%1000000)
+		o.Vsctl("add-br", br, "--", "set", "bridge", br, "datapath_type=netdev")
 		// The bridge's tap lives in the sandbox namespace, not the host's.
-		if out := o.InNetns("ip", "link", "show", "br-int"); !strings.Contains(out, "br-int") {
-			t.Fatalf("br-int tap not in namespace %s: %q", netns, out)
+		if out := o.InNetns("ip", "link", "show", br); !strings.Contains(out, br) {
+			t.Fatalf("%s tap not in namespace %s: %q", br, netns, out)
 		}
-		if err := exec.Command("ip", "link", "show", "br-int").Run(); err == nil {
-			t.Fatalf("br-int tap leaked into the test's own namespace")
+		if err := exec.Command("ip", "link", "show", br).Run(); err == nil {
+			t.Fatalf("%s tap leaked into the test's own namespace", br)
 		}
 		if out := o.Appctl("-t", o.Dir()+"/ovs-vswitchd."+strconv.Itoa(o.VswitchdPID())+".ctl", "version"); !strings.Contains(out, "Open vSwitch") {
 			t.Fatalf("version: %q", out)
@@ -29,7 +32,7 @@ func TestSandboxLifecycle(t *testing.T) {
 		// A foreground restart against the kept conf.db keeps the bridge.
 		o.KillVswitchd()
 		o.StartVswitchd(ovssandbox.Foreground)
-		if got := o.Vsctl("list-br"); got != "br-int" {
+		if got := o.Vsctl("list-br"); got != br {
 			t.Fatalf("bridges after restart: %q", got)
 		}
 		o.Must(o.PauseVswitchd())
