@@ -1,14 +1,10 @@
 package cniapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"strings"
 	"time"
 
@@ -19,38 +15,27 @@ import (
 // maxResponseBytes bounds what the client reads from the agent.
 const maxResponseBytes = 4 << 20
 
-// Client calls the agent's CNI API over its unix socket. It is safe for
-// concurrent use. Every error it returns is a *types.Error whose code tells
-// the runtime what to do (see the package documentation).
+// Client calls the agent's CNI API over its unix socket, one connection per
+// call (see wire.go for why it is not net/http). It is safe for concurrent
+// use. Every error it returns is a *types.Error whose code tells the runtime
+// what to do (see the package documentation).
 type Client struct {
 	socket string
-	http   *http.Client
 }
 
 // NewClient returns a client for the agent listening on socket.
 func NewClient(socket string) *Client {
-	dialer := &net.Dialer{}
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return dialer.DialContext(ctx, "unix", socket)
-		},
-		MaxIdleConns:           4,
-		IdleConnTimeout:        30 * time.Second,
-		DisableCompression:     true,
-		MaxResponseHeaderBytes: 64 << 10,
-	}
-	return &Client{socket: socket, http: &http.Client{Transport: tr}}
+	return &Client{socket: socket}
 }
 
-// Close releases idle connections.
-func (c *Client) Close() {
-	c.http.CloseIdleConnections()
-}
+// Close releases nothing: connections do not outlive a call. It is kept so
+// callers need not know.
+func (c *Client) Close() {}
 
 // Add asks the agent to attach the container. The result is in
 // CurrentCNIVersion.
 func (c *Client) Add(ctx context.Context, req *Request) (*current.Result, error) {
-	body, err := c.call(ctx, VerbAdd, http.MethodPost, PathAdd, req)
+	body, err := c.call(ctx, VerbAdd, "POST", PathAdd, req)
 	if err != nil {
 		return nil, err
 	}
@@ -63,31 +48,31 @@ func (c *Client) Add(ctx context.Context, req *Request) (*current.Result, error)
 
 // Del asks the agent to detach the container.
 func (c *Client) Del(ctx context.Context, req *Request) error {
-	_, err := c.call(ctx, VerbDel, http.MethodPost, PathDel, req)
+	_, err := c.call(ctx, VerbDel, "POST", PathDel, req)
 	return err
 }
 
 // Check asks the agent whether the container's attachment is as expected.
 func (c *Client) Check(ctx context.Context, req *Request) error {
-	_, err := c.call(ctx, VerbCheck, http.MethodPost, PathCheck, req)
+	_, err := c.call(ctx, VerbCheck, "POST", PathCheck, req)
 	return err
 }
 
 // GC asks the agent to release what the valid attachments do not name.
 func (c *Client) GC(ctx context.Context, req *GCRequest) error {
-	_, err := c.call(ctx, VerbGC, http.MethodPost, PathGC, req)
+	_, err := c.call(ctx, VerbGC, "POST", PathGC, req)
 	return err
 }
 
 // Status asks the agent whether it can serve ADD now.
 func (c *Client) Status(ctx context.Context, req *StatusRequest) error {
-	_, err := c.call(ctx, VerbStatus, http.MethodPost, PathStatus, req)
+	_, err := c.call(ctx, VerbStatus, "POST", PathStatus, req)
 	return err
 }
 
 // Version asks the agent which API versions it serves.
 func (c *Client) Version(ctx context.Context) (*VersionInfo, error) {
-	body, err := c.call(ctx, "VERSION", http.MethodGet, PathVersion, nil)
+	body, err := c.call(ctx, "VERSION", "GET", PathVersion, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -113,44 +98,34 @@ func decodeResult(body []byte) (*current.Result, error) {
 // call sends one request and returns the body of a 200 answer. The agent's
 // time budget is derived from ctx's deadline.
 func (c *Client) call(ctx context.Context, verb Verb, method, path string, in any) ([]byte, error) {
-	var body io.Reader
+	var body []byte
+	header := map[string]string{}
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return nil, types.NewError(CodeProtocol, fmt.Sprintf("encode %s request for the ovsnet agent", verb), err.Error())
 		}
-		body = bytes.NewReader(b)
-	}
-	hreq, err := http.NewRequestWithContext(ctx, method, "http://ovsnet-agent"+path, body)
-	if err != nil {
-		return nil, types.NewError(CodeProtocol, fmt.Sprintf("build %s request for the ovsnet agent", verb), err.Error())
-	}
-	if in != nil {
-		hreq.Header.Set("Content-Type", "application/json")
+		body = b
+		header["Content-Type"] = "application/json"
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		remaining := time.Until(dl)
 		if remaining <= 0 {
 			return nil, c.transportError(verb, context.DeadlineExceeded)
 		}
-		hreq.Header.Set(HeaderTimeout, TimeoutHeaderValue(AgentBudget(remaining)))
+		header[HeaderTimeout] = TimeoutHeaderValue(AgentBudget(remaining))
 	}
-	resp, err := c.http.Do(hreq)
+	status, data, err := roundTrip(ctx, c.socket, method, path, header, body)
 	if err != nil {
+		if errors.Is(err, errChunked) {
+			return nil, types.NewError(CodeProtocol, fmt.Sprintf("unexpected answer from the ovsnet agent to %s", verb), err.Error())
+		}
 		return nil, c.transportError(verb, err)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
-	if err != nil {
-		return nil, c.transportError(verb, err)
-	}
-	if len(data) > maxResponseBytes {
-		return nil, types.NewError(CodeProtocol, fmt.Sprintf("the ovsnet agent's answer to %s exceeds %d bytes", verb, maxResponseBytes), "")
-	}
-	if resp.StatusCode == http.StatusOK {
+	if status == 200 {
 		return data, nil
 	}
-	return nil, decodeError(verb, path, resp.StatusCode, data)
+	return nil, decodeError(verb, path, status, data)
 }
 
 // transportError maps a failure to reach the agent to "try again later": the
@@ -177,7 +152,7 @@ func decodeError(verb Verb, path string, status int, body []byte) *types.Error {
 	if err := json.Unmarshal(body, &e); err == nil && e.Code != 0 && e.Msg != "" {
 		return &e
 	}
-	if status == http.StatusNotFound || status == http.StatusMethodNotAllowed {
+	if status == 404 || status == 405 {
 		return types.NewError(CodeProtocol,
 			fmt.Sprintf("the ovsnet agent does not serve %s (%s, HTTP %d)", path, verb, status),
 			"the agent is probably older than the plugin; upgrade the agent or install the matching plugin")

@@ -32,6 +32,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 
@@ -470,9 +471,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		status = http.StatusInternalServerError
 		data, _ = json.Marshal(types.NewError(cniapi.CodeAgentInternal, "ovsnet agent could not encode its answer", err.Error()))
 	}
+	data = append(data, '\n')
+	// An explicit length keeps every answer unchunked: the plugin's small
+	// HTTP client relies on it.
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(status)
-	_, _ = w.Write(append(data, '\n'))
+	_, _ = w.Write(data)
 }
 
 // tracker counts running handler calls so that Serve returns only after the
