@@ -52,6 +52,10 @@ func (a *Agent) loop(ctx context.Context) {
 		a.log.Info("pod CIDR from the Node object", "node", a.cfg.NodeName, "pod_cidr", cidr)
 	}
 	restored := false
+	// retry paces rounds that failed after the gate (a session that would
+	// not come up, a gateway or flow install that failed) so a persistent
+	// fault is reported and retried, not spun on; success resets it.
+	retry := backoff{next: 10 * time.Millisecond, max: 5 * time.Second}
 	for ctx.Err() == nil {
 		res, err := a.gate.Pass(ctx)
 		if err != nil {
@@ -71,6 +75,7 @@ func (a *Agent) loop(ctx context.Context) {
 			if ctx.Err() == nil {
 				a.log.Warn("OpenFlow session not usable, passing the bridge gate again", "err", err)
 			}
+			retry.wait(ctx)
 			continue
 		}
 		if !restored && a.pods != nil {
@@ -90,8 +95,10 @@ func (a *Agent) loop(ctx context.Context) {
 				a.log.Warn("programming the bridge failed, starting over", "err", err)
 				a.flows.SessionLost()
 			}
+			retry.wait(ctx)
 			continue
 		}
+		retry.reset()
 		a.status.Set(health.Ready, "")
 		reason := a.waitVswitchdChange(ctx, res.ControlSocket, sess)
 		a.flows.SessionLost()
@@ -177,11 +184,21 @@ func (a *Agent) joinSession(ctx context.Context, res *bridgegate.Result) (*ofcon
 		// The session belongs to another incarnation of the bridge. Wait
 		// for it to end (the conn reconnects on its own) before retrying.
 		a.status.Set(health.OpenFlowNotReady, fmt.Sprintf("OpenFlow datapath id %016x differs from OVSDB's %s; waiting for a new session", sess.DatapathID, res.DatapathID))
+		// Either the session is the stale one, and it ends by itself, or
+		// OVSDB's datapath_id is about to change: wait for whichever comes,
+		// then pass the gate again.
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			_ = a.db.Wait(wctx, "datapath_id change", func() (bool, error) {
+				br, ok, err := a.db.Bridge(a.cfg.Bridge)
+				return !ok || br.DatapathID == nil || *br.DatapathID != res.DatapathID, err
+			})
+			cancel()
+		}()
 		select {
 		case <-sess.Done():
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-			// The mismatch may be OVSDB's side being stale: re-run the gate.
+		case <-wctx.Done():
 		}
 		return nil, errors.New("datapath id mismatch between OpenFlow and OVSDB")
 	}
@@ -271,3 +288,25 @@ func (a *Agent) waitVswitchdChange(ctx context.Context, sock string, sess *ofcon
 		return ""
 	}
 }
+
+// backoff paces retries of a failing round; it is never used to wait for a
+// condition.
+type backoff struct {
+	next, max time.Duration
+	cur       time.Duration
+}
+
+func (b *backoff) wait(ctx context.Context) {
+	if b.cur == 0 {
+		b.cur = b.next
+	}
+	t := time.NewTimer(b.cur)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	b.cur = min(b.cur*2, b.max)
+}
+
+func (b *backoff) reset() { b.cur = 0 }
