@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -247,6 +248,8 @@ func (a *Agent) setupPodNetwork(cidr netip.Prefix) error {
 	if err != nil {
 		return fmt.Errorf("IPAM: %w", err)
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.ipam = alloc
 	a.network = pipeline.Network{PodCIDR: cidr, GatewayIP: alloc.Gateway(), GatewayMAC: podnet.MACFromIP(alloc.Gateway())}
 	a.pods = pods.New(pods.Config{
@@ -265,6 +268,9 @@ func (a *Agent) setupPodNetwork(cidr netip.Prefix) error {
 		Logger:                   a.log.With("component", "pods"),
 		PlumbHook:                a.cfg.PlumbHook,
 		OnAddFailure:             a.podEvent,
+		ObservePhase: func(phase string, d time.Duration) {
+			a.metrics.addPhase.WithLabelValues(phase).Observe(d.Seconds())
+		},
 	})
 	return nil
 }
@@ -279,8 +285,14 @@ func (a *Agent) podEvent(pod cniapi.PodRef, err error) {
 // Status is the agent's readiness tracker.
 func (a *Agent) Status() *health.Tracker { return a.status }
 
-// Pods is the pod attachment service (nil without a pod CIDR).
-func (a *Agent) Pods() *pods.Service { return a.pods }
+// Pods is the pod attachment service (nil until the pod CIDR is known).
+func (a *Agent) Pods() *pods.Service { return a.podService() }
+
+func (a *Agent) podService() *pods.Service {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.pods
+}
 
 // HealthAddr returns the bound health address once Run has bound it.
 func (a *Agent) HealthAddr(ctx context.Context) (net.Addr, error) {

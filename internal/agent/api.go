@@ -54,9 +54,11 @@ func (a *Agent) apiStatus() agentapi.Status {
 	if br := a.Bridge(); br != nil {
 		out.Bridge.DatapathID, out.Bridge.ConfigSeq, out.Bridge.ControlSocket = br.DatapathID, br.Seq, br.ControlSocket
 	}
-	if a.pods != nil {
+	if p := a.podService(); p != nil {
+		a.mu.Lock()
 		out.Gateway = a.network.GatewayIP.String()
-		out.Pods = len(a.pods.Attachments())
+		a.mu.Unlock()
+		out.Pods = len(p.Attachments())
 	}
 	return out
 }
@@ -78,11 +80,12 @@ func (a *Agent) apiFeatures(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (a *Agent) apiPods() []agentapi.Pod {
-	if a.pods == nil {
+	svc := a.podService()
+	if svc == nil {
 		return []agentapi.Pod{}
 	}
 	out := []agentapi.Pod{}
-	for _, p := range a.pods.Attachments() {
+	for _, p := range svc.Attachments() {
 		ap := agentapi.Pod{
 			Namespace: p.Pod.Namespace, Name: p.Pod.Name, ContainerID: p.ContainerID, IfName: p.IfName,
 			Netns: p.Netns, Port: p.HostIfName, IP: p.IP.String(), MAC: p.MAC.String(), Created: p.Created,

@@ -7,7 +7,10 @@ import (
 )
 
 type metrics struct {
-	resync prometheus.Histogram
+	resync      prometheus.Histogram
+	cniRequests *prometheus.CounterVec
+	cniSeconds  *prometheus.HistogramVec
+	addPhase    *prometheus.HistogramVec
 }
 
 func newMetrics(a *Agent, reg prometheus.Registerer) *metrics {
@@ -18,7 +21,22 @@ func newMetrics(a *Agent, reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 	}
-	reg.MustRegister(m.resync)
+	m.cniRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ovsnet_cni_requests_total",
+		Help: "CNI requests served, by verb and result (ok, try-again-later, error).",
+	}, []string{"verb", "result"})
+	m.cniSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "ovsnet_cni_request_seconds",
+		Help:    "Time the agent spent on a CNI request, by verb.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+	}, []string{"verb"})
+	m.addPhase = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "ovsnet_pod_add_phase_seconds",
+		Help:    "Duration of each phase of a pod ADD (ipam, plumbing, ovsdb, port-ready, flows).",
+		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+	}, []string{"phase"})
+	reg.MustRegister(m.resync, m.cniRequests, m.cniSeconds, m.addPhase)
+	a.handler.metrics = m
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ovsnet_openflow_ports",
 		Help: "Ports on the integration bridge as seen over OpenFlow.",
@@ -31,12 +49,15 @@ func newMetrics(a *Agent, reg prometheus.Registerer) *metrics {
 		Name: "ovsnet_openflow_port_status_total",
 		Help: "PORT_STATUS messages received.",
 	}, func() float64 { return float64(a.of.Stats().PortStatus) }))
-	if a.pods != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "ovsnet_pods",
-			Help: "Pod interfaces attached to the bridge.",
-		}, func() float64 { return float64(len(a.pods.Attachments())) }))
-	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ovsnet_pods",
+		Help: "Pod interfaces attached to the bridge.",
+	}, func() float64 {
+		if p := a.podService(); p != nil {
+			return float64(len(p.Attachments()))
+		}
+		return 0
+	}))
 	return m
 }
 

@@ -33,6 +33,9 @@ type Attachment struct {
 	// What this attachment holds, for an exact rollback.
 	allocated, ported, plumbed bool
 
+	// observe receives each phase's duration (metrics); set at creation.
+	observe func(phase string, d time.Duration)
+
 	mu          sync.Mutex
 	hostMACAddr net.HardwareAddr
 	bgErr       error
@@ -56,9 +59,14 @@ func (a *Attachment) phase(name string) phaseTimer {
 }
 
 func (t phaseTimer) end() {
+	d := time.Since(t.start)
 	t.a.mu.Lock()
-	t.a.Timeline = append(t.a.Timeline, Phase{Name: t.name, Duration: time.Since(t.start)})
+	t.a.Timeline = append(t.a.Timeline, Phase{Name: t.name, Duration: d})
+	observe := t.a.observe
 	t.a.mu.Unlock()
+	if observe != nil {
+		observe(t.name, d)
+	}
 }
 
 func (a *Attachment) owner() pipeline.Owner { return pipeline.PodOwner(a.ContainerID, a.IfName) }

@@ -63,6 +63,9 @@ type Config struct {
 	// Ready returns nil when the agent can attach pods, else why not.
 	Ready  func() error
 	Logger *slog.Logger
+	// ObservePhase receives the duration of each ADD phase (metrics); it
+	// must not block.
+	ObservePhase func(phase string, d time.Duration)
 	// OnAddFailure is told when ADD fails for a pod (for a Kubernetes
 	// Event); it must not block.
 	OnAddFailure func(pod cniapi.PodRef, err error)
@@ -194,7 +197,7 @@ func (s *Service) declare(ctx context.Context, req *cniapi.Request) (a *Attachme
 	a = &Attachment{
 		ContainerID: req.ContainerID, IfName: req.IfName, Netns: req.Netns, Pod: req.Pod,
 		HostIfName: podnet.HostIfName(req.ContainerID, req.IfName),
-		Created:    time.Now(), Async: s.cfg.AsyncInterfaces,
+		Created:    time.Now(), Async: s.cfg.AsyncInterfaces, observe: s.cfg.ObservePhase,
 	}
 	defer func() {
 		if err != nil {
