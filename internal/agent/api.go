@@ -48,7 +48,6 @@ func (a *Agent) apiStatus() agentapi.Status {
 		Bridge: agentapi.Bridge{Name: a.cfg.Bridge, DatapathType: a.cfg.DatapathType},
 		OpenFlow: agentapi.OpenFlow{Connected: ofs.Connected, Sessions: ofs.Sessions, Disconnects: ofs.Disconnects,
 			DeadPeer: ofs.DeadPeer, PortStatus: ofs.PortStatus, Errors: ofs.Errors},
-		PodCIDR:   a.cfg.PodCIDR,
 		FlowRound: a.flows.Round(),
 	}
 	if br := a.Bridge(); br != nil {
@@ -57,6 +56,7 @@ func (a *Agent) apiStatus() agentapi.Status {
 	if p := a.podService(); p != nil {
 		a.mu.Lock()
 		out.Gateway = a.network.GatewayIP.String()
+		out.PodCIDR = a.network.PodCIDR.String()
 		a.mu.Unlock()
 		out.Pods = len(p.Attachments())
 	}
