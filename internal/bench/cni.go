@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -90,6 +92,10 @@ func CNI(ctx context.Context, cfg CNIConfig) error {
 		if err != nil {
 			return fmt.Errorf("floor: %w", err)
 		}
+		execs, err := execFloor(ctx, cfg.PluginDir, conc, cfg.Pods)
+		if err != nil {
+			return err
+		}
 		title := fmt.Sprintf("CNI ADD/DEL, %d pods, concurrency %d", cfg.Pods, conc)
 		rows := []Row{
 			{"ovsnet ADD (plugin exec -> result)", r.add},
@@ -100,6 +106,7 @@ func CNI(ctx context.Context, cfg CNIConfig) error {
 			{"  agent: flows installed", r.phases["flows"]},
 			{"  plugin exec + API round trip", r.overhead},
 			{"floor ADD (same steps, direct calls)", f.add},
+			{"floor: exec of the plugin (VERSION, no agent)", execs},
 			{"ovsnet DEL (plugin exec -> done)", r.del},
 			{"floor DEL", f.del},
 		}
@@ -109,6 +116,28 @@ func CNI(ctx context.Context, cfg CNIConfig) error {
 			float64(r.add.Percentile(50))/float64(f.add.Percentile(50)))
 	}
 	return nil
+}
+
+// execFloor times exec'ing the plugin for VERSION, which touches neither the
+// agent nor the network: what any CNI plugin process costs on this machine.
+func execFloor(ctx context.Context, dir string, conc, n int) (Sample, error) {
+	var mu sync.Mutex
+	var out Sample
+	err := forEach(n, conc, func(int) error {
+		cmd := exec.CommandContext(ctx, filepath.Join(dir, "ovsnet"))
+		cmd.Env = []string{"CNI_COMMAND=VERSION"}
+		cmd.Stdin = strings.NewReader(`{"cniVersion":"1.1.0"}`)
+		t0 := time.Now()
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("exec plugin VERSION: %v: %s", err, b)
+		}
+		d := time.Since(t0)
+		mu.Lock()
+		out = append(out, d)
+		mu.Unlock()
+		return nil
+	})
+	return out, err
 }
 
 type cniResult struct {

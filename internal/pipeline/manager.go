@@ -86,51 +86,73 @@ func (m *Manager) broadcastLocked() {
 // the owner's previous flows atomically. Unchanged, installed flows cost
 // nothing. Without a session it records them and returns ErrNoSession.
 func (m *Manager) Set(ctx context.Context, owner Owner, flows []Flow) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	st, ok := m.owners[owner]
-	if !ok {
-		m.nextID++
-		st = &ownerState{id: m.nextID}
-		m.owners[owner] = st
+	if flows == nil {
+		flows = []Flow{}
 	}
-	if st.installed && m.sw != nil && flowsEqual(st.flows, flows) {
-		return nil
-	}
-	st.flows, st.installed = slices.Clone(flows), false
-	m.broadcastLocked()
-	if m.sw == nil {
-		return ErrNoSession
-	}
-	c := cookie(m.round, st.id)
-	msgs := []of.Message{of.DeleteFlows(of.TableAll, of.Match{}, c, ^uint64(0))}
-	msgs = appendAdds(msgs, flows, c)
-	if err := m.sw.Bundle(ctx, msgs); err != nil {
-		return fmt.Errorf("install flows of %s: %w", owner, err)
-	}
-	st.installed = true
-	m.broadcastLocked()
-	return nil
+	return m.Apply(ctx, map[Owner][]Flow{owner: flows})
 }
 
 // Remove deletes owner's flows and forgets them.
 func (m *Manager) Remove(ctx context.Context, owner Owner) error {
+	return m.Apply(ctx, map[Owner][]Flow{owner: nil})
+}
+
+// Apply changes several owners at once in one atomic bundle: a nil slice
+// removes the owner, anything else replaces its flows. Batching lets a burst
+// of pods share one bundle (two round trips to ovs-vswitchd) instead of
+// queueing one bundle each. Without a session the desired state is recorded
+// and ErrNoSession returned; the next Resync installs it.
+func (m *Manager) Apply(ctx context.Context, changes map[Owner][]Flow) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st, ok := m.owners[owner]
-	if !ok {
-		return nil
+	var msgs []of.Message
+	var touched []*ownerState
+	for _, owner := range slices.Sorted(maps.Keys(changes)) {
+		flows := changes[owner]
+		st, ok := m.owners[owner]
+		if flows == nil {
+			if !ok {
+				continue
+			}
+			delete(m.owners, owner)
+			if m.sw != nil {
+				msgs = append(msgs, of.DeleteFlows(of.TableAll, of.Match{}, cookie(m.round, st.id), ^uint64(0)))
+			}
+			continue
+		}
+		if !ok {
+			m.nextID++
+			st = &ownerState{id: m.nextID}
+			m.owners[owner] = st
+		}
+		if st.installed && m.sw != nil && flowsEqual(st.flows, flows) {
+			continue
+		}
+		st.flows, st.installed = slices.Clone(flows), false
+		if m.sw != nil {
+			c := cookie(m.round, st.id)
+			msgs = append(msgs, of.DeleteFlows(of.TableAll, of.Match{}, c, ^uint64(0)))
+			msgs = appendAdds(msgs, flows, c)
+			touched = append(touched, st)
+		}
 	}
-	delete(m.owners, owner)
 	m.broadcastLocked()
 	if m.sw == nil {
-		// The next Resync deletes whatever of this owner is still there.
+		if len(changes) > 0 {
+			return ErrNoSession
+		}
 		return nil
 	}
-	msg := of.DeleteFlows(of.TableAll, of.Match{}, cookie(m.round, st.id), ^uint64(0))
-	if err := m.sw.Bundle(ctx, []of.Message{msg}); err != nil {
-		return fmt.Errorf("remove flows of %s: %w", owner, err)
+	if len(msgs) == 0 {
+		return nil
 	}
+	if err := m.sw.Bundle(ctx, msgs); err != nil {
+		return fmt.Errorf("install flows of %d owners: %w", len(changes), err)
+	}
+	for _, st := range touched {
+		st.installed = true
+	}
+	m.broadcastLocked()
 	return nil
 }
 

@@ -48,9 +48,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for {
-		for _, n := range append(sub.Take(), s.takeQueue()...) {
-			s.reconcile(ctx, n)
-		}
+		s.reconcile(ctx, append(sub.Take(), s.takeQueue()...))
 		select {
 		case <-sub.C():
 		case <-s.kick:
@@ -61,29 +59,37 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-func (s *Service) reconcile(ctx context.Context, hostIf string) {
-	s.mu.Lock()
-	a := s.byIf[hostIf]
-	s.mu.Unlock()
-	if a == nil {
-		// Not a pod port (gateway, foreign), or the pod is gone: DEL removed
-		// its flows itself.
+// reconcile brings the flows of the named ports' pods in line with their
+// state, in one bundle for the whole batch.
+func (s *Service) reconcile(ctx context.Context, hostIfs []string) {
+	changes := map[pipeline.Owner][]pipeline.Flow{}
+	for _, hostIf := range hostIfs {
+		s.mu.Lock()
+		a := s.byIf[hostIf]
+		s.mu.Unlock()
+		if a == nil {
+			// Not a pod port (gateway, foreign), or the pod is gone: DEL
+			// removed its flows itself.
+			continue
+		}
+		if _, _, fresh := s.cfg.Ports.Port(hostIf); !fresh {
+			// The OpenFlow view is stale (reconnecting): not knowing is not
+			// "gone"; keep the flows until the dump says otherwise.
+			continue
+		}
+		r, live, why := s.cfg.Ports.Check(a.ref, ports.Live)
+		if live {
+			changes[a.owner()] = pipeline.PodFlows(pipeline.Endpoint{OFPort: r.OFPort, IP: a.IP.Addr(), MAC: a.MAC})
+		} else {
+			s.log.Debug("pod port not ready", "port", hostIf, "why", why)
+			changes[a.owner()] = nil
+		}
+	}
+	if len(changes) == 0 {
 		return
 	}
-	if _, _, fresh := s.cfg.Ports.Port(hostIf); !fresh {
-		// The OpenFlow view is stale (reconnecting): not knowing is not
-		// "gone"; keep the flows until the dump says otherwise.
-		return
-	}
-	r, live, why := s.cfg.Ports.Check(a.ref, ports.Live)
-	var err error
-	if live {
-		err = s.cfg.Flows.Set(ctx, a.owner(), pipeline.PodFlows(pipeline.Endpoint{OFPort: r.OFPort, IP: a.IP.Addr(), MAC: a.MAC}))
-	} else {
-		s.log.Debug("pod port not ready", "port", hostIf, "why", why)
-		err = s.cfg.Flows.Remove(ctx, a.owner())
-	}
+	err := s.cfg.Flows.Apply(ctx, changes)
 	if err != nil && !errors.Is(err, pipeline.ErrNoSession) && ctx.Err() == nil {
-		s.log.Warn("reconciling pod flows failed; retried on the next change or resync", "port", hostIf, "err", err)
+		s.log.Warn("reconciling pod flows failed; retried on the next change or resync", "pods", len(changes), "err", err)
 	}
 }
