@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -127,34 +128,59 @@ func (a *Agent) runPods(ctx context.Context) {
 	}
 }
 
-// collectGonePods removes attachments of pods that no longer exist on this
-// node: once after the pod informer has synced (never before: an unsynced
-// cache is not evidence of absence), then on every pod deletion.
+// collectGonePods removes attachments of pods that are gone from this node.
+// Once, after the pod informer has synced (never before: an unsynced cache
+// is not evidence of absence), it removes attachments that existed before
+// the sync and whose pod is not in the cache; an attachment made later may
+// belong to a pod the cache has not caught up with yet. Then, on every pod
+// deletion, it removes exactly the deleted pod's attachments.
 func (a *Agent) collectGonePods(ctx context.Context) {
-	gone := make(chan struct{}, 1)
-	a.cluster.OnPodDelete(func(string, string, types.UID) {
+	type podKey struct{ ns, name, uid string }
+	var mu sync.Mutex
+	var deleted []podKey
+	wake := make(chan struct{}, 1)
+	a.cluster.OnPodDelete(func(ns, name string, uid types.UID) {
+		mu.Lock()
+		deleted = append(deleted, podKey{ns, name, string(uid)})
+		mu.Unlock()
 		select {
-		case gone <- struct{}{}:
+		case wake <- struct{}{}:
 		default:
 		}
 	})
 	if !a.cluster.WaitPodsSynced(ctx) {
 		return
 	}
-	keep := func(p pods.Info) bool {
-		if p.Pod.Name == "" {
-			return true // not a Kubernetes pod (a runtime outside the cluster)
+	synced := time.Now()
+	err := a.pods.CollectGarbage(ctx, func(p pods.Info) bool {
+		if p.Pod.Name == "" || p.Created.After(synced) {
+			return true // not a Kubernetes pod, or newer than what the cache can know
 		}
 		return a.cluster.PodExists(p.Pod.Namespace, p.Pod.Name, p.Pod.UID)
+	}, "pod no longer exists on this node")
+	if err != nil {
+		a.log.Warn("garbage collection of gone pods incomplete", "err", err)
 	}
 	for {
-		if err := a.pods.CollectGarbage(ctx, keep, "pod no longer exists on this node"); err != nil {
-			a.log.Warn("garbage collection of gone pods incomplete", "err", err)
-		}
 		select {
-		case <-gone:
+		case <-wake:
 		case <-ctx.Done():
 			return
+		}
+		mu.Lock()
+		gone := deleted
+		deleted = nil
+		mu.Unlock()
+		err := a.pods.CollectGarbage(ctx, func(p pods.Info) bool {
+			for _, g := range gone {
+				if p.Pod.Namespace == g.ns && p.Pod.Name == g.name && (p.Pod.UID == "" || p.Pod.UID == g.uid) {
+					return false
+				}
+			}
+			return true
+		}, "pod deleted")
+		if err != nil {
+			a.log.Warn("garbage collection of deleted pods incomplete", "err", err)
 		}
 	}
 }

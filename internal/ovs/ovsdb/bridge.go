@@ -175,7 +175,13 @@ func (c *Client) BridgeApplied(name string, seq int) (ok bool, why string, err e
 		return false, fmt.Sprintf("bridge %s is not in OVSDB", name), nil
 	}
 	if br.DatapathID == nil || *br.DatapathID == "" {
-		return false, fmt.Sprintf("bridge %s has no datapath_id yet", name), nil
+		why := fmt.Sprintf("bridge %s has no datapath_id yet", name)
+		if br.DatapathType == "system" || br.DatapathType == "" {
+			// ovs-vswitchd applied the configuration but could not open the
+			// kernel datapath: its log says so, the agent's reason should too.
+			why += " although ovs-vswitchd applied the configuration: is the openvswitch kernel module loaded? (modprobe openvswitch, or run with --datapath-type netdev)"
+		}
+		return false, why, nil
 	}
 	return true, "", nil
 }
