@@ -1,27 +1,43 @@
 #!/bin/bash
 # Runs ovsdb-server and ovs-vswitchd in the foreground for the ovs container
-# of the ovsnet DaemonSet. conf.db is kept on the host, so a restarted
+# of the ovsnet DaemonSet (and for make e2e, which runs this very script on
+# the host with its own directories). conf.db is kept, so a restarted
 # container finds its bridges; the agent's bridge gate handles the window in
-# which ovs-vswitchd is up but has not rebuilt them yet.
+# which ovs-vswitchd is up but has not rebuilt them yet. Either daemon
+# exiting ends the script; SIGTERM stops both.
+#
+# Environment (defaults are the DaemonSet's):
+#   OVS_RUNDIR    sockets and pidfiles    (/run/openvswitch)
+#   OVS_DBDIR     conf.db                 (/var/lib/openvswitch)
+#   OVS_LOGDIR    daemon logs             (/var/log/openvswitch)
+#   OVS_MLOCKALL  lock ovs-vswitchd in memory, as distributions do (yes)
+#   OVS_MODPROBE  try to load the openvswitch kernel module (yes)
 set -eu
-DB=/var/lib/openvswitch/conf.db
-SCHEMA=/usr/share/openvswitch/vswitch.ovsschema
-mkdir -p /run/openvswitch /var/log/openvswitch
+export OVS_RUNDIR=${OVS_RUNDIR:-/run/openvswitch}
+export OVS_DBDIR=${OVS_DBDIR:-/var/lib/openvswitch}
+export OVS_LOGDIR=${OVS_LOGDIR:-/var/log/openvswitch}
+DB=$OVS_DBDIR/conf.db
+SCHEMA=${OVS_SCHEMA:-/usr/share/openvswitch/vswitch.ovsschema}
+mkdir -p "$OVS_RUNDIR" "$OVS_DBDIR" "$OVS_LOGDIR"
 if [ ! -e "$DB" ]; then
 	ovsdb-tool create "$DB" "$SCHEMA"
 elif [ "$(ovsdb-tool needs-conversion "$DB" "$SCHEMA")" = yes ]; then
 	ovsdb-tool convert "$DB" "$SCHEMA"
 fi
-# Load the kernel module when it exists; without it only the userspace
-# datapath (datapath-type: netdev) works.
-modprobe openvswitch 2>/dev/null || echo "openvswitch kernel module not loaded: use datapath-type netdev" >&2
+if [ "${OVS_MODPROBE:-yes}" = yes ]; then
+	# Without the kernel module only the userspace datapath works
+	# (datapath-type: netdev in the agent's configuration).
+	modprobe openvswitch 2>/dev/null || echo "start-ovs: openvswitch kernel module not loaded: use datapath-type netdev" >&2
+fi
+mlock=()
+[ "${OVS_MLOCKALL:-yes}" = yes ] && mlock=(--mlockall)
 
-ovsdb-server "$DB" --remote=punix:/run/openvswitch/db.sock \
-	--pidfile=/run/openvswitch/ovsdb-server.pid --unixctl=/run/openvswitch/ovsdb-server.ctl \
-	--log-file=/var/log/openvswitch/ovsdb-server.log &
+ovsdb-server "$DB" --remote="punix:$OVS_RUNDIR/db.sock" \
+	--pidfile="$OVS_RUNDIR/ovsdb-server.pid" --unixctl="$OVS_RUNDIR/ovsdb-server.ctl" \
+	--log-file="$OVS_LOGDIR/ovsdb-server.log" -vconsole:off --no-chdir &
 DBPID=$!
-ovs-vswitchd unix:/run/openvswitch/db.sock --pidfile=/run/openvswitch/ovs-vswitchd.pid \
-	--log-file=/var/log/openvswitch/ovs-vswitchd.log --mlockall &
+ovs-vswitchd "unix:$OVS_RUNDIR/db.sock" --pidfile="$OVS_RUNDIR/ovs-vswitchd.pid" \
+	--log-file="$OVS_LOGDIR/ovs-vswitchd.log" -vconsole:off --no-chdir "${mlock[@]}" &
 VSPID=$!
 
 stop() {
@@ -32,8 +48,8 @@ stop() {
 	exit 0
 }
 trap stop TERM INT
-# Either daemon exiting ends the container, so the kubelet restarts both.
 while kill -0 "$DBPID" 2>/dev/null && kill -0 "$VSPID" 2>/dev/null; do
 	wait -n 2>/dev/null || true
 done
+echo "start-ovs: ovsdb-server or ovs-vswitchd exited; stopping the other" >&2
 stop

@@ -47,17 +47,11 @@ func CNI(ctx context.Context, cfg CNIConfig) error {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	sb, err := ovssandbox.New(ctx, ovssandbox.Config{})
+	sb, err := newSandbox(ctx, true)
 	if err != nil {
 		return err
 	}
 	defer sb.Close()
-	if err := sb.StartDB(ctx); err != nil {
-		return err
-	}
-	if err := sb.StartVswitchd(ctx, ovssandbox.Detached); err != nil {
-		return err
-	}
 	dir := sb.Dir()
 	acfg := agent.Defaults()
 	acfg.OVSDB, acfg.OVSRunDir, acfg.DatapathType, acfg.HealthAddr = sb.DBEndpoint(), dir, "netdev", "127.0.0.1:0"

@@ -134,12 +134,18 @@ func floorPoller(ctx context.Context, dir string, pid int) (time.Time, error) {
 	}
 }
 
-func newSandbox(ctx context.Context) (*ovssandbox.Sandbox, error) {
+// newSandbox starts a sandboxed ovsdb-server and, if asked, a detached
+// ovs-vswitchd.
+func newSandbox(ctx context.Context, vswitchd bool) (*ovssandbox.Sandbox, error) {
 	sb, err := ovssandbox.New(ctx, ovssandbox.Config{})
 	if err != nil {
 		return nil, err
 	}
-	if err := sb.StartDB(ctx); err != nil {
+	err = sb.StartDB(ctx)
+	if err == nil && vswitchd {
+		err = sb.StartVswitchd(ctx, ovssandbox.Detached)
+	}
+	if err != nil {
 		sb.Close()
 		return nil, err
 	}
@@ -176,7 +182,7 @@ func measure(ctx context.Context, sb *ovssandbox.Sandbox, ba *benchAgent, s *gat
 }
 
 func gateRun(ctx context.Context, cfg GateConfig, _ bool, s *gateSamples) error {
-	sb, err := newSandbox(ctx)
+	sb, err := newSandbox(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -195,7 +201,7 @@ func gateRun(ctx context.Context, cfg GateConfig, _ bool, s *gateSamples) error 
 }
 
 func gateRestarts(ctx context.Context, cfg GateConfig, s *gateSamples) error {
-	sb, err := newSandbox(ctx)
+	sb, err := newSandbox(ctx, false)
 	if err != nil {
 		return err
 	}

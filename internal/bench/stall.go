@@ -15,7 +15,6 @@ import (
 	"github.com/ovsnet/ovsnet/internal/ovs/ofconn"
 	ovsdbc "github.com/ovsnet/ovsnet/internal/ovs/ovsdb"
 	"github.com/ovsnet/ovsnet/internal/ovs/ports"
-	"github.com/ovsnet/ovsnet/internal/ovssandbox"
 )
 
 // StallConfig configures the stall benchmark.
@@ -36,17 +35,11 @@ type StallConfig struct {
 // WaitPort bounded only by a generous context. It reports how many of each
 // completed and, for ovsnet, how long after SIGCONT.
 func Stall(ctx context.Context, cfg StallConfig) error {
-	sb, err := ovssandbox.New(ctx, ovssandbox.Config{})
+	sb, err := newSandbox(ctx, true)
 	if err != nil {
 		return err
 	}
 	defer sb.Close()
-	if err := sb.StartDB(ctx); err != nil {
-		return err
-	}
-	if err := sb.StartVswitchd(ctx, ovssandbox.Detached); err != nil {
-		return err
-	}
 	if _, err := sb.Vsctl(ctx, "add-br", "br-int", "--", "set", "bridge", "br-int",
 		"datapath_type=netdev", "protocols=OpenFlow13", "fail_mode=secure"); err != nil {
 		return err
