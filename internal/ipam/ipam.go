@@ -136,10 +136,20 @@ type Allocator struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	mu     sync.Mutex
-	byIP   map[netip.Addr]Allocation
-	byOwn  map[Owner]netip.Addr
-	cursor netip.Addr // last address handed out; the search starts after it
+	// saveMu serialises writes of the state file; it is taken before mu.
+	// Allocate changes memory under mu alone and then joins a group commit
+	// (flush): concurrent allocations share one fsync instead of queueing
+	// for one each. Memory is ahead of disk only for allocations whose
+	// Allocate has not returned yet.
+	saveMu   sync.Mutex
+	savedGen uint64 // gen of the state on disk; guarded by saveMu
+	mu       sync.Mutex
+	gen      uint64 // bumped by every change of the in-memory state
+	// flushHook, set by tests only, runs when an allocation joins a flush.
+	flushHook func()
+	byIP      map[netip.Addr]Allocation
+	byOwn     map[Owner]netip.Addr
+	cursor    netip.Addr // last address handed out; the search starts after it
 }
 
 // New loads or creates the state for cfg.CIDR in cfg.StateDir.
@@ -240,25 +250,75 @@ func (a *Allocator) Allocate(owner Owner, meta Meta) (Allocation, error) {
 		return Allocation{}, err
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if ip, ok := a.byOwn[owner]; ok {
-		return a.byIP[ip], nil
+		al := a.byIP[ip]
+		my := a.gen
+		a.mu.Unlock()
+		// It may be another call's allocation still on its way to disk.
+		if err := a.flush(my); err != nil {
+			return Allocation{}, fmt.Errorf("allocate %s for %s: %w", ip, owner, err)
+		}
+		return al, nil
 	}
 	if uint64(len(a.byIP)) >= a.usable {
+		a.mu.Unlock()
 		return Allocation{}, a.exhausted()
 	}
 	ip, ok := a.nextFree()
 	if !ok {
+		a.mu.Unlock()
 		return Allocation{}, a.exhausted()
 	}
 	al := Allocation{IP: ip, Owner: owner, Meta: meta, Since: a.now().UTC()}
-	if err := a.commit(func(s *snapshot) {
-		s.put(al)
-		s.cursor = ip
-	}); err != nil {
+	a.byIP[ip], a.byOwn[owner] = al, ip
+	prevCursor := a.cursor
+	a.cursor = ip
+	a.gen++
+	my := a.gen
+	a.mu.Unlock()
+
+	if err := a.flush(my); err != nil {
+		// Undo in memory what did not reach the disk, unless something has
+		// already replaced it.
+		a.mu.Lock()
+		if cur, ok := a.byIP[ip]; ok && cur == al {
+			delete(a.byIP, ip)
+			delete(a.byOwn, owner)
+			if a.cursor == ip {
+				a.cursor = prevCursor
+			}
+			a.gen++
+		}
+		a.mu.Unlock()
 		return Allocation{}, fmt.Errorf("allocate %s for %s: %w", ip, owner, err)
 	}
 	return al, nil
+}
+
+// flush writes the in-memory state to disk unless a write that already
+// contains generation my has happened: the first of a group of concurrent
+// callers writes for all of them.
+func (a *Allocator) flush(my uint64) error {
+	if a.flushHook != nil {
+		a.flushHook()
+	}
+	a.saveMu.Lock()
+	defer a.saveMu.Unlock()
+	if a.savedGen >= my {
+		return nil
+	}
+	a.mu.Lock()
+	byIP := make(map[netip.Addr]Allocation, len(a.byIP))
+	for k, v := range a.byIP {
+		byIP[k] = v
+	}
+	cidr, cursor, gen := a.cidr, a.cursor, a.gen
+	a.mu.Unlock()
+	if err := a.store.save(cidr, cursor, byIP); err != nil {
+		return err
+	}
+	a.savedGen = gen
+	return nil
 }
 
 func (a *Allocator) exhausted() error {
@@ -302,6 +362,8 @@ func (a *Allocator) Lookup(owner Owner) (Allocation, bool) {
 // Release frees owner's address and reports it; releasing an owner without
 // an address does nothing and is not an error.
 func (a *Allocator) Release(owner Owner) (netip.Addr, error) {
+	a.saveMu.Lock()
+	defer a.saveMu.Unlock()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ip, ok := a.byOwn[owner]
@@ -334,6 +396,8 @@ func (a *Allocator) sortedLocked() []Allocation {
 // others in one write (CNI GC and the agent's periodic clean-up). It returns
 // what it released, in address order.
 func (a *Allocator) Retain(keep func(Owner) bool) ([]Allocation, error) {
+	a.saveMu.Lock()
+	defer a.saveMu.Unlock()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var drop []Allocation
@@ -369,6 +433,8 @@ func (a *Allocator) Reserve(ip netip.Addr, owner Owner, meta Meta) error {
 	if !a.Usable(ip) {
 		return fmt.Errorf("reserve %s for %s: not a pod address of %s (gateway %s): %w", ip, owner, a.cidr, a.gateway, ErrNotUsable)
 	}
+	a.saveMu.Lock()
+	defer a.saveMu.Unlock()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if cur, ok := a.byIP[ip]; ok {
@@ -400,7 +466,8 @@ func (s *snapshot) remove(ip netip.Addr) {
 }
 
 // commit applies change to a copy of the state, writes the copy and only then
-// makes it current, so a failed write leaves memory and disk unchanged.
+// makes it current, so a failed write leaves memory and disk unchanged. The
+// caller holds saveMu and mu.
 func (a *Allocator) commit(change func(*snapshot)) error {
 	s := &snapshot{byIP: make(map[netip.Addr]Allocation, len(a.byIP)+1), cursor: a.cursor}
 	for k, v := range a.byIP {
@@ -411,6 +478,8 @@ func (a *Allocator) commit(change func(*snapshot)) error {
 		return err
 	}
 	a.install(s)
+	a.gen++
+	a.savedGen = a.gen
 	return nil
 }
 

@@ -534,3 +534,66 @@ func BenchmarkAllocateInMemory(b *testing.B) {
 		}
 	}
 }
+
+// Concurrent allocations share writes (a group commit): while one write is
+// in progress the others wait for the next one, which carries them all, and
+// no Allocate returns before its own address is on disk.
+func TestConcurrentAllocationsShareWrites(t *testing.T) {
+	dir := t.TempDir()
+	a := newTestAllocator(t, "10.244.0.0/24", dir)
+	const n = 8
+	var mu sync.Mutex
+	writes := 0
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	a.store.write = func(path string, data []byte) error {
+		mu.Lock()
+		writes++
+		first := writes == 1
+		mu.Unlock()
+		if first {
+			entered <- struct{}{}
+			<-release // hold the first write until every caller is queued
+		}
+		return atomicWrite(path, data)
+	}
+	var queued sync.WaitGroup
+	queued.Add(n)
+	a.flushHook = queued.Done
+	var wg sync.WaitGroup
+	results := make(chan netip.Addr, n)
+	start := func(i int) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results <- mustAllocate(t, a, owner(i))
+		}()
+	}
+	start(0)
+	<-entered
+	for i := 1; i < n; i++ {
+		start(i)
+	}
+	// Every caller has changed memory and queued for the file.
+	queued.Wait()
+	close(release)
+	wg.Wait()
+	close(results)
+	seen := map[netip.Addr]bool{}
+	for ip := range results {
+		if seen[ip] {
+			t.Fatalf("%s handed out twice", ip)
+		}
+		seen[ip] = true
+	}
+	mu.Lock()
+	got := writes
+	mu.Unlock()
+	if got != 2 {
+		t.Fatalf("%d writes for %d concurrent allocations, want 2 (the held one and one shared by the rest)", got, n)
+	}
+	b := newTestAllocator(t, "10.244.0.0/24", dir)
+	if len(b.Allocations()) != n {
+		t.Fatalf("%d allocations on disk, want %d", len(b.Allocations()), n)
+	}
+}
