@@ -261,7 +261,7 @@ func randomOrder(ctx context.Context, cfg GateConfig, seed uint64) error {
 		if err != nil {
 			return err
 		}
-		pause(r)
+		pause(ctx, r)
 	}
 	defer ba.stop()
 	if _, err := ba.readyFor(ctx, sb.VswitchdPID()); err != nil {
@@ -270,7 +270,7 @@ func randomOrder(ctx context.Context, cfg GateConfig, seed uint64) error {
 	if err := sb.KillVswitchd(ctx); err != nil {
 		return err
 	}
-	pause(r)
+	pause(ctx, r)
 	if err := sb.StartVswitchd(ctx, ovssandbox.Mode(r.IntN(2))); err != nil {
 		return err
 	}
@@ -282,6 +282,11 @@ func randomOrder(ctx context.Context, cfg GateConfig, seed uint64) error {
 
 // pause spreads the start of the next part over 0-40 ms to vary the
 // interleaving; nothing waits on it for correctness.
-func pause(r *rand.Rand) {
-	time.Sleep(time.Duration(r.IntN(40)) * time.Millisecond)
+func pause(ctx context.Context, r *rand.Rand) {
+	t := time.NewTimer(time.Duration(r.IntN(40)) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
