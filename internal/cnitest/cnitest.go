@@ -150,8 +150,16 @@ var buildOnce struct {
 	err error
 }
 
+// RemoveSharedPluginDir deletes what SharedPluginDir built; call it from
+// TestMain after the tests ran.
+func RemoveSharedPluginDir() {
+	if buildOnce.dir != "" {
+		_ = os.RemoveAll(buildOnce.dir)
+	}
+}
+
 // SharedPluginDir builds the plugin once per process into a temporary
-// directory and returns it.
+// directory and returns it; RemoveSharedPluginDir deletes it.
 func SharedPluginDir(ctx context.Context) (string, error) {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "ovsnet-plugin-")
