@@ -192,9 +192,8 @@ func (a *Agent) joinSession(ctx context.Context, res *bridgegate.Result) (*ofcon
 	// The bridge exists now, so its management socket does: connect at
 	// once rather than after a backoff that grew while OVS was down.
 	a.of.Retry()
-	// A session that outlives a vswitchd restart cannot exist; but an old
-	// one may not have noticed yet. Bound the wait so a stale session is
-	// re-examined rather than trusted.
+	// An old session may not have noticed a restart yet: the datapath id
+	// check below catches it.
 	sess, err := a.of.WaitSession(ctx)
 	if err != nil {
 		if last := a.of.LastError(); last != nil {

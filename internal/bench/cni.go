@@ -134,6 +134,26 @@ func execFloor(ctx context.Context, dir string, conc, n int) (Sample, error) {
 	return out, err
 }
 
+// newNetnses creates n pod namespaces; cleanup deletes them (also those
+// made before a failure).
+func newNetnses(ctx context.Context, prefix string, n int) ([]*cnitest.Netns, func(), error) {
+	var nss []*cnitest.Netns
+	cleanup := func() {
+		for _, ns := range nss {
+			_ = ns.Delete()
+		}
+	}
+	for range n {
+		ns, err := cnitest.NewNetns(ctx, prefix)
+		if err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+		nss = append(nss, ns)
+	}
+	return nss, cleanup, nil
+}
+
 type cniResult struct {
 	add, del, overhead Sample
 	phases             map[string]Sample
@@ -170,19 +190,11 @@ func forEach(n, conc int, f func(i int) error) error {
 
 func runCNI(ctx context.Context, rt *cnitest.Runtime, ag *agent.Agent, conc, n int) (*cniResult, error) {
 	res := &cniResult{phases: map[string]Sample{}}
-	nss := make([]*cnitest.Netns, n)
-	for i := range nss {
-		ns, err := cnitest.NewNetns(ctx, "ovsnet-bench-")
-		if err != nil {
-			return nil, err
-		}
-		nss[i] = ns
+	nss, cleanup, err := newNetnses(ctx, "ovsnet-bench-", n)
+	if err != nil {
+		return nil, err
 	}
-	defer func() {
-		for _, ns := range nss {
-			_ = ns.Delete()
-		}
-	}()
+	defer cleanup()
 	podsList := make([]cnitest.Pod, n)
 	for i := range podsList {
 		podsList[i] = cnitest.Pod{Name: fmt.Sprintf("bench-%d", i), Namespace: "bench",
@@ -191,7 +203,7 @@ func runCNI(ctx context.Context, rt *cnitest.Runtime, ag *agent.Agent, conc, n i
 	var mu sync.Mutex
 	addDur := make([]time.Duration, n)
 	start := time.Now()
-	err := forEach(n, conc, func(i int) error {
+	err = forEach(n, conc, func(i int) error {
 		t0 := time.Now()
 		if _, err := rt.Add(ctx, podsList[i]); err != nil {
 			return fmt.Errorf("ADD: %w", err)
@@ -289,17 +301,11 @@ func (f *floor) run(ctx context.Context, conc, n int) (*cniResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	nss := make([]*cnitest.Netns, n)
-	for i := range nss {
-		if nss[i], err = cnitest.NewNetns(ctx, "ovsnet-floor-"); err != nil {
-			return nil, err
-		}
+	nss, cleanup, err := newNetnses(ctx, "ovsnet-floor-", n)
+	if err != nil {
+		return nil, err
 	}
-	defer func() {
-		for _, ns := range nss {
-			_ = ns.Delete()
-		}
-	}()
+	defer cleanup()
 	res := &cniResult{}
 	var mu sync.Mutex
 	type made struct{ cfg podnet.Config }

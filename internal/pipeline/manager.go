@@ -64,8 +64,11 @@ type Manager struct {
 }
 
 type ownerState struct {
-	id        uint32
-	flows     []Flow
+	id    uint32
+	flows []Flow
+	// enc is flows' wire encoding, kept so a reconcile that brings the same
+	// flows compares bytes instead of encoding both sides again.
+	enc       []byte
 	installed bool
 }
 
@@ -125,10 +128,11 @@ func (m *Manager) Apply(ctx context.Context, changes map[Owner][]Flow) error {
 			st = &ownerState{id: m.nextID}
 			m.owners[owner] = st
 		}
-		if st.installed && m.sw != nil && flowsEqual(st.flows, flows) {
+		enc := encodeFlows(flows)
+		if st.installed && m.sw != nil && enc != nil && bytes.Equal(st.enc, enc) {
 			continue
 		}
-		st.flows, st.installed = slices.Clone(flows), false
+		st.flows, st.enc, st.installed = slices.Clone(flows), enc, false
 		if m.sw != nil {
 			c := cookie(m.round, st.id)
 			msgs = append(msgs, of.DeleteFlows(of.TableAll, of.Match{}, c, ^uint64(0)))
@@ -268,16 +272,18 @@ func appendAdds(msgs []of.Message, flows []Flow, c uint64) []of.Message {
 	return msgs
 }
 
-func flowsEqual(a, b []Flow) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		ea, errA := of.Encode(of.AddFlow(a[i].Table, a[i].Priority, a[i].Match, a[i].Instructions...))
-		eb, errB := of.Encode(of.AddFlow(b[i].Table, b[i].Priority, b[i].Match, b[i].Instructions...))
-		if errA != nil || errB != nil || !bytes.Equal(ea, eb) {
-			return false
+// encodeFlows is the flows' wire encoding, nil when one does not encode
+// (never equal to anything: the switch will report the error).
+func encodeFlows(flows []Flow) []byte {
+	var b []byte
+	for _, f := range flows {
+		var err error
+		if b, err = of.AddFlow(f.Table, f.Priority, f.Match, f.Instructions...).AppendBinary(b); err != nil {
+			return nil
 		}
 	}
-	return true
+	if b == nil {
+		b = []byte{}
+	}
+	return b
 }

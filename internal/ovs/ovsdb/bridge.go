@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/ovn-kubernetes/libovsdb/client"
 	"github.com/ovn-kubernetes/libovsdb/model"
 	"github.com/ovn-kubernetes/libovsdb/ovsdb"
 
@@ -139,9 +140,7 @@ func (c *Client) EnsureBridge(ctx context.Context, spec BridgeSpec) (nextCfg int
 }
 
 // transact runs ops and turns per-operation failures into one error.
-func (c *Client) transact(ctx context.Context, cl interface {
-	Transact(context.Context, ...ovsdb.Operation) ([]ovsdb.OperationResult, error)
-}, ops []ovsdb.Operation) ([]ovsdb.OperationResult, error) {
+func (c *Client) transact(ctx context.Context, cl client.Client, ops []ovsdb.Operation) ([]ovsdb.OperationResult, error) {
 	res, err := cl.Transact(ctx, ops...)
 	if err != nil {
 		return nil, fmt.Errorf("OVSDB transaction: %w", err)
