@@ -14,17 +14,20 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/ovsnet/ovsnet/internal/attachments"
 	"github.com/ovsnet/ovsnet/internal/cniapi"
 	"github.com/ovsnet/ovsnet/internal/cniserver"
 	"github.com/ovsnet/ovsnet/internal/gateway"
 	"github.com/ovsnet/ovsnet/internal/health"
 	"github.com/ovsnet/ovsnet/internal/ipam"
 	"github.com/ovsnet/ovsnet/internal/k8s"
+	"github.com/ovsnet/ovsnet/internal/keyqueue"
 	"github.com/ovsnet/ovsnet/internal/ovs/bridgegate"
 	"github.com/ovsnet/ovsnet/internal/ovs/ofconn"
 	"github.com/ovsnet/ovsnet/internal/ovs/ovsdb"
@@ -80,7 +83,7 @@ type Config struct {
 	// is not the agent's own. Not a flag.
 	HostNetns string
 	// PlumbHook, for tests of the asynchronous mode. Not a flag.
-	PlumbHook func(context.Context, *pods.Attachment)
+	PlumbHook func(context.Context, attachments.Attachment)
 }
 
 // Defaults are the documented flag defaults.
@@ -157,6 +160,11 @@ type Agent struct {
 	pods     *pods.Service
 	cluster  *k8s.Cluster // nil in standalone mode
 	metrics  *metrics
+	// queue lines up everything done to one container: the runtime's CNI
+	// requests and the agent's own garbage collection and plumbing.
+	queue *keyqueue.Queue
+	// podsStarted is set once the pod service runs (after the restore).
+	podsStarted atomic.Bool
 
 	// handler serves CNI from the start, answering "not ready" until the
 	// pod network exists (in Kubernetes mode it waits for the Node's CIDR).
@@ -191,6 +199,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		healthAddr: make(chan net.Addr, 1),
 		flows:      pipeline.NewManager(log.With("component", "pipeline")),
 		handler:    &lazyHandler{},
+		queue:      keyqueue.New(),
 	}
 	db, err := ovsdb.New(ovsdb.Config{Endpoint: cfg.OVSDB, Logger: log.With("component", "ovsdb")})
 	if err != nil {
@@ -231,8 +240,22 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		}
 	}
 	a.metrics = newMetrics(a, reg)
+	// Liveness: a wedged loop, not a slow or absent OVS (readiness says
+	// that), fails /healthz. The bounds are far above the loops' own
+	// heartbeats (OpenFlow keepalive 2 s + 4 s, reconciler 5 s).
+	a.status.AddLiveness("openflow-reader", func() error { return a.of.Alive(livenessBound) })
+	a.status.AddLiveness("pod-reconciler", func() error {
+		if p := a.podService(); p != nil {
+			return p.Alive(livenessBound)
+		}
+		return nil
+	})
 	return a, nil
 }
+
+// livenessBound is how long a loop may make no progress before /healthz
+// reports the agent unhealthy.
+const livenessBound = 60 * time.Second
 
 // kubernetes reports whether the agent runs in Kubernetes mode.
 func (c Config) kubernetes() bool {
@@ -264,6 +287,7 @@ func (a *Agent) setupPodNetwork(cidr netip.Prefix) error {
 		DB:                       a.db,
 		Ports:                    a.ports,
 		Flows:                    a.flows,
+		Queue:                    a.queue,
 		Ready:                    a.status.Ready,
 		Logger:                   a.log.With("component", "pods"),
 		PlumbHook:                a.cfg.PlumbHook,
@@ -347,7 +371,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	fatal := make(chan error, 2)
 	if a.cfg.servesPods() {
-		srv := cniserver.New(cniserver.Config{SocketPath: a.cfg.CNISocket}, a.handler, a.log.With("component", "cniserver"))
+		srv := cniserver.New(cniserver.Config{SocketPath: a.cfg.CNISocket, Queue: a.queue}, a.handler, a.log.With("component", "cniserver"))
 		ln, err := cniserver.Listen(a.cfg.CNISocket)
 		if err != nil {
 			return fmt.Errorf("CNI socket: %w", err)

@@ -90,7 +90,10 @@ func (a *Agent) apiPods() []agentapi.Pod {
 			Namespace: p.Pod.Namespace, Name: p.Pod.Name, ContainerID: p.ContainerID, IfName: p.IfName,
 			Netns: p.Netns, Port: p.HostIfName, IP: p.IP.String(), MAC: p.MAC.String(), Created: p.Created,
 			Async: p.Async, Restored: p.Restored,
-			FlowsIn: a.flows.Installed(pipeline.PodOwner(p.ContainerID, p.IfName)),
+			FlowsIn: p.FlowsIn(), Lifecycle: p.State.String(), Conflict: p.Conflict,
+		}
+		if p.Flows.Err != nil {
+			ap.FlowError = p.Flows.Err.Error()
 		}
 		port, ok, fresh := a.ports.Port(p.HostIfName)
 		switch {

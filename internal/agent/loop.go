@@ -10,12 +10,12 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/ovsnet/ovsnet/internal/attachments"
 	"github.com/ovsnet/ovsnet/internal/gateway"
 	"github.com/ovsnet/ovsnet/internal/health"
 	"github.com/ovsnet/ovsnet/internal/ovs/bridgegate"
 	"github.com/ovsnet/ovsnet/internal/ovs/ofconn"
 	"github.com/ovsnet/ovsnet/internal/pipeline"
-	"github.com/ovsnet/ovsnet/internal/pods"
 )
 
 func (a *Agent) reportGate(stage bridgegate.Stage, reason string) {
@@ -84,6 +84,7 @@ func (a *Agent) loop(ctx context.Context) {
 				a.log.Error("restoring pod attachments was incomplete", "err", err)
 			}
 			restored = true
+			a.podsStarted.Store(true)
 			// Only now may CNI verbs other than ADD touch state: a GC
 			// before the restore would release addresses in use.
 			a.handler.set(a.pods)
@@ -108,6 +109,9 @@ func (a *Agent) loop(ctx context.Context) {
 		}
 	}
 }
+
+// podsRunning reports whether the pod service (and its reconciler) runs.
+func (a *Agent) podsRunning() bool { return a.podsStarted.Load() }
 
 // runPods runs the flow reconciler, the sandbox watcher and, in
 // Kubernetes mode, the garbage collection of pods that are gone.
@@ -152,7 +156,7 @@ func (a *Agent) collectGonePods(ctx context.Context) {
 		return
 	}
 	synced := time.Now()
-	err := a.pods.CollectGarbage(ctx, func(p pods.Info) bool {
+	err := a.pods.CollectGarbage(ctx, func(p attachments.Attachment) bool {
 		if p.Pod.Name == "" || p.Created.After(synced) {
 			return true // not a Kubernetes pod, or newer than what the cache can know
 		}
@@ -171,7 +175,7 @@ func (a *Agent) collectGonePods(ctx context.Context) {
 		gone := deleted
 		deleted = nil
 		mu.Unlock()
-		err := a.pods.CollectGarbage(ctx, func(p pods.Info) bool {
+		err := a.pods.CollectGarbage(ctx, func(p attachments.Attachment) bool {
 			for _, g := range gone {
 				if p.Pod.Namespace == g.ns && p.Pod.Name == g.name && (p.Pod.UID == "" || p.Pod.UID == g.uid) {
 					return false
@@ -254,6 +258,15 @@ func (a *Agent) programSession(ctx context.Context, sess *ofconn.Session) error 
 		flows := pipeline.GatewayFlows(a.network, pipeline.Endpoint{OFPort: gw.OFPort, IP: gw.IP, MAC: gw.MAC})
 		if err := a.flows.Set(ctx, pipeline.OwnerGateway, flows); err != nil && !errors.Is(err, pipeline.ErrNoSession) {
 			return err
+		}
+	}
+	if a.podsRunning() {
+		// The pod flows the resync installs are computed from this
+		// session's port table, not the last one's: ports may have been
+		// renumbered by an ovs-vswitchd restart.
+		a.status.Set(health.OpenFlowNotReady, "computing pod flows")
+		if err := a.pods.Sync(ctx); err != nil {
+			return fmt.Errorf("compute pod flows: %w", err)
 		}
 	}
 	a.status.Set(health.OpenFlowNotReady, "installing flows")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -14,9 +15,10 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/ovsnet/ovsnet/internal/agent"
+	"github.com/ovsnet/ovsnet/internal/attachments"
 	"github.com/ovsnet/ovsnet/internal/cnitest"
 	"github.com/ovsnet/ovsnet/internal/ovs/ovstest"
-	"github.com/ovsnet/ovsnet/internal/pods"
+	"github.com/ovsnet/ovsnet/internal/podnet"
 	"github.com/ovsnet/ovsnet/internal/testenv"
 )
 
@@ -184,30 +186,84 @@ func TestPodsPingAndTCP(t *testing.T) {
 	}
 }
 
-func TestSpoofedSourceDropped(t *testing.T) {
+// SpoofGuard, asserted where a forged packet would arrive: pod a sends UDP
+// to pod c from b's address, from a MAC not its own, and as b entirely
+// (b's address and MAC); c counts datagrams by source. A control batch from
+// a's true identity follows each forgery through the same port and must
+// arrive, so when it has, the forged ones had their chance. Finally the
+// test shows it can fail: with a flow above SpoofGuard that lets everything
+// through, the same forged datagrams reach c.
+func TestSpoofGuardAtTheReceiver(t *testing.T) {
 	e := newPodEnv(t, nil)
 	a, b, c := e.newPod(), e.newPod(), e.newPod()
 	e.add(a)
 	e.add(b)
 	e.add(c)
-	if err := a.ping(t, e.ctx, c.ip); err != nil {
+	const port = 9999
+	rx, err := cnitest.ListenUDP(c.ns.Path, c.ip, port)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Pod a takes b's address: nothing it sends from it gets through.
-	if out, err := a.ns.Exec(e.ctx, "ip", "addr", "add", b.ip+"/32", "dev", "eth0"); err != nil {
-		t.Fatal(err, out)
+	defer rx.Close()
+	sh := func(args ...string) {
+		t.Helper()
+		if out, err := a.ns.Exec(e.ctx, args[0], args[1:]...); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
 	}
-	if out, err := a.ns.Exec(e.ctx, "ping", "-c", "1", "-W", "2", "-I", b.ip, c.ip); err == nil {
-		t.Fatalf("ping with a forged source IP got through: %s", out)
+	send := func(src string, n int) {
+		t.Helper()
+		if err := cnitest.SendUDP(a.ns.Path, src, c.ip, port, n); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// Pod a takes b's MAC.
-	if out, err := a.ns.Exec(e.ctx, "ip", "link", "set", "eth0", "address", "0a:58:0a:f4:07:77"); err != nil {
-		t.Fatal(err, out)
+	// a knows c's MAC (so no ARP of its own is needed) and, as far as its
+	// own kernel goes, owns b's address too.
+	cMAC := podnet.MACFromIP(netip.MustParseAddr(c.ip)).String()
+	sh("ip", "neigh", "replace", c.ip, "lladdr", cMAC, "dev", "eth0", "nud", "permanent")
+	sh("ip", "addr", "add", b.ip+"/32", "dev", "eth0")
+	aMAC := podnet.MACFromIP(netip.MustParseAddr(a.ip)).String()
+	bMAC := podnet.MACFromIP(netip.MustParseAddr(b.ip)).String()
+	truthful := 0
+	fence := func(what string) {
+		t.Helper()
+		send(a.ip, 5)
+		truthful += 5
+		if err := rx.WaitFrom(e.ctx, a.ip, truthful); err != nil {
+			t.Fatalf("control datagrams after %s: %v", what, err)
+		}
 	}
-	if out, err := a.ns.Exec(e.ctx, "ping", "-c", "1", "-W", "2", c.ip); err == nil {
-		t.Fatalf("ping with a forged MAC got through: %s", out)
+	fence("nothing")
+
+	send(b.ip, 20)
+	fence("a forged source address")
+	if n := rx.From(b.ip); n != 0 {
+		t.Fatalf("%d datagrams with b's address, sent by a, arrived at c", n)
 	}
-	// c is unaffected.
+
+	sh("ip", "link", "set", "eth0", "address", "0a:58:0a:f4:07:77")
+	send(a.ip, 20)
+	sh("ip", "link", "set", "eth0", "address", aMAC)
+	fence("a forged MAC")
+	if n := rx.From(a.ip); n != truthful {
+		t.Fatalf("%d datagrams from a arrived at c, %d sent from its own MAC: frames from a forged MAC got through", n, truthful)
+	}
+
+	sh("ip", "link", "set", "eth0", "address", bMAC)
+	send(b.ip, 20)
+	sh("ip", "link", "set", "eth0", "address", aMAC)
+	fence("b's address and MAC from a's port")
+	if n := rx.From(b.ip); n != 0 {
+		t.Fatalf("%d datagrams as b (its address and MAC), sent from a's port, arrived at c", n)
+	}
+
+	// The same check with SpoofGuard bypassed must see the forgery.
+	e.o.Ofctl("-O", "OpenFlow13", "add-flow", "br-int", "table=10,priority=65000,actions=goto_table:20")
+	send(b.ip, 20)
+	if err := rx.WaitFrom(e.ctx, b.ip, 1); err != nil {
+		t.Fatalf("with SpoofGuard bypassed, no forged datagram arrived either: the assertion could not fail: %v", err)
+	}
+	e.o.Ofctl("-O", "OpenFlow13", "--strict", "del-flows", "br-int", "table=10,priority=65000")
 	if err := c.ping(t, e.ctx, b.ip); err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +344,7 @@ func TestAsyncInterfaces(t *testing.T) {
 	release := make(chan struct{})
 	e := newPodEnv(t, func(c *agent.Config) {
 		c.AsyncInterfaces = true
-		c.PlumbHook = func(ctx context.Context, _ *pods.Attachment) {
+		c.PlumbHook = func(ctx context.Context, _ attachments.Attachment) {
 			select {
 			case <-release:
 			case <-ctx.Done():
@@ -432,8 +488,18 @@ func TestExhaustionAndUnknownDel(t *testing.T) {
 	if err := e.rt.Del(e.ctx, ghost.Pod); err != nil {
 		t.Fatalf("DEL of an unknown container: %v", err)
 	}
+	// Full again: STATUS tells the runtime no pod can be added (code 50),
+	// and why; once an address is free it is available again.
+	err = e.rt.Status(e.ctx)
+	var ce *types.Error
+	if !errors.As(err, &ce) || ce.Code != types.ErrPluginNotAvailable || !strings.Contains(ce.Msg, "exhausted") {
+		t.Fatalf("STATUS with the pod CIDR exhausted: %v, want code 50 naming the exhaustion", err)
+	}
+	if err := e.rt.Del(e.ctx, list[1].Pod); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.rt.Status(e.ctx); err != nil {
-		t.Fatalf("STATUS: %v", err)
+		t.Fatalf("STATUS with a free address: %v", err)
 	}
 }
 
@@ -483,7 +549,7 @@ func TestVanishedSandboxCollected(t *testing.T) {
 	if err := a.ns.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	err := e.a.Pods().WaitAttachments(e.ctx, func(list []pods.Info) bool {
+	err := e.a.Pods().WaitAttachments(e.ctx, func(list []attachments.Attachment) bool {
 		return len(list) == 1 && list[0].ContainerID == b.ContainerID
 	})
 	if err != nil {

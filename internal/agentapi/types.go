@@ -56,22 +56,31 @@ type Feature struct {
 
 // Pod is one pod interface.
 type Pod struct {
-	Namespace   string     `json:"namespace,omitempty"`
-	Name        string     `json:"name,omitempty"`
-	ContainerID string     `json:"containerID"`
-	IfName      string     `json:"ifName"`
-	Netns       string     `json:"netns"`
-	Port        string     `json:"port"`
-	OFPort      uint32     `json:"ofport"`
-	State       string     `json:"state"`
-	IP          string     `json:"ip"`
-	MAC         string     `json:"mac"`
-	FlowsIn     bool       `json:"flowsInstalled"`
-	Created     time.Time  `json:"created"`
-	Async       bool       `json:"async,omitempty"`
-	Restored    bool       `json:"restored,omitempty"`
-	Timeline    []Phase    `json:"timeline,omitempty"`
-	ReadyAt     *time.Time `json:"readyAt,omitempty"`
+	Namespace   string `json:"namespace,omitempty"`
+	Name        string `json:"name,omitempty"`
+	ContainerID string `json:"containerID"`
+	IfName      string `json:"ifName"`
+	Netns       string `json:"netns"`
+	Port        string `json:"port"`
+	OFPort      uint32 `json:"ofport"`
+	State       string `json:"state"`
+	IP          string `json:"ip"`
+	MAC         string `json:"mac"`
+	FlowsIn     bool   `json:"flowsInstalled"`
+	// Lifecycle is the attachment's state: pending, plumbed, ready,
+	// deleting.
+	Lifecycle string `json:"lifecycle,omitempty"`
+	// FlowError is why the last attempt to install or remove the pod's
+	// flows failed.
+	FlowError string `json:"flowError,omitempty"`
+	// Conflict is why the attachment gets no flows (its address is held
+	// by another).
+	Conflict string     `json:"conflict,omitempty"`
+	Created  time.Time  `json:"created"`
+	Async    bool       `json:"async,omitempty"`
+	Restored bool       `json:"restored,omitempty"`
+	Timeline []Phase    `json:"timeline,omitempty"`
+	ReadyAt  *time.Time `json:"readyAt,omitempty"`
 }
 
 // Phase is one step of a pod's ADD.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ovsnet/ovsnet/internal/agent"
+	"github.com/ovsnet/ovsnet/internal/attachments"
 	"github.com/ovsnet/ovsnet/internal/cnitest"
 	"github.com/ovsnet/ovsnet/internal/ipam"
 	"github.com/ovsnet/ovsnet/internal/ovs/ofconn"
@@ -25,7 +26,6 @@ import (
 	"github.com/ovsnet/ovsnet/internal/ovssandbox"
 	"github.com/ovsnet/ovsnet/internal/pipeline"
 	"github.com/ovsnet/ovsnet/internal/podnet"
-	"github.com/ovsnet/ovsnet/internal/pods"
 )
 
 // CNIConfig configures the CNI benchmark.
@@ -216,7 +216,7 @@ func runCNI(ctx context.Context, rt *cnitest.Runtime, ag *agent.Agent, conc, n i
 		return nil, err
 	}
 	res.add = append(res.add, addDur...)
-	byID := map[string]pods.Info{}
+	byID := map[string]attachments.Attachment{}
 	for _, a := range ag.Pods().Attachments() {
 		byID[a.ContainerID] = a
 	}

@@ -5,7 +5,9 @@
 // Guarantees the agent can build on:
 //   - Operations on one container id run one at a time, in arrival order;
 //     operations on different containers run in parallel. There is no global
-//     lock.
+//     lock. The line is Config.Queue, which the handler may share for its
+//     own work on containers; GC is not a per-container operation and does
+//     not wait in it (the handler takes each container's turn itself).
 //   - Every handler call has a deadline: the plugin's (header
 //     cniapi.HeaderTimeout) or Config.DefaultTimeout. The wait behind earlier
 //     operations of the same container counts against it. The context is also
@@ -40,6 +42,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/ovsnet/ovsnet/internal/cniapi"
+	"github.com/ovsnet/ovsnet/internal/keyqueue"
 )
 
 // Handler is what the agent implements. Methods are called concurrently,
@@ -84,6 +87,11 @@ type Config struct {
 	MaxRequestBytes int64
 	// AgentVersion is reported by GET /v1/version.
 	AgentVersion string
+	// Queue is the per-container line requests wait in. Give the one the
+	// handler also uses for its own work on containers (garbage
+	// collection, background plumbing), so that all of it takes turns
+	// with the runtime's requests. Default: a queue of the server's own.
+	Queue *keyqueue.Queue
 }
 
 func (c Config) withDefaults() Config {
@@ -99,6 +107,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxRequestBytes <= 0 {
 		c.MaxRequestBytes = cniapi.MaxRequestBytes
 	}
+	if c.Queue == nil {
+		c.Queue = keyqueue.New()
+	}
 	return c
 }
 
@@ -107,7 +118,7 @@ type Server struct {
 	cfg   Config
 	h     Handler
 	log   *slog.Logger
-	queue *keyedQueue
+	queue *keyqueue.Queue
 	mux   *http.ServeMux
 
 	// onQueued, if set, is called once a request has its place in its
@@ -121,11 +132,12 @@ func New(cfg Config, h Handler, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	cfg = cfg.withDefaults()
 	s := &Server{
-		cfg:   cfg.withDefaults(),
+		cfg:   cfg,
 		h:     h,
 		log:   log,
-		queue: newKeyedQueue(),
+		queue: cfg.Queue,
 		mux:   http.NewServeMux(),
 	}
 	s.mux.HandleFunc("POST "+cniapi.PathAdd, s.serveAttachment(cniapi.VerbAdd))
@@ -254,15 +266,15 @@ func (s *Server) serveAttachment(verb cniapi.Verb) http.HandlerFunc {
 		}
 		s.log.Debug("CNI request", "verb", verb, "container", req.ContainerID, "ifname", req.IfName, "pod", req.Pod.String())
 
-		t := s.queue.enqueue(req.ContainerID)
+		t := s.queue.Enqueue(req.ContainerID)
 		if s.onQueued != nil {
 			s.onQueued(verb, req.ContainerID)
 		}
-		if err := t.wait(ctx); err != nil {
+		if err := t.Wait(ctx); err != nil {
 			s.finish(w, verb, &req, nil, fmt.Errorf("waiting for earlier operations on container %s: %w", req.ContainerID, err), start)
 			return
 		}
-		defer t.release()
+		defer t.Release()
 
 		var result *current.Result
 		err = s.protect(verb, req.ContainerID, func() error {
@@ -424,6 +436,10 @@ func (s *Server) finish(w http.ResponseWriter, verb cniapi.Verb, req *cniapi.Req
 
 // toCNIError maps a handler or server error to the CNI error sent back.
 func toCNIError(verb cniapi.Verb, err error) *types.Error {
+	var coded *Error
+	if errors.As(err, &coded) && coded != nil {
+		return coded.cniError(err)
+	}
 	var ce *types.Error
 	if errors.As(err, &ce) && ce != nil {
 		code := ce.Code

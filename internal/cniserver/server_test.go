@@ -266,7 +266,7 @@ func TestSameContainerRunsInArrivalOrderOthersInParallel(t *testing.T) {
 	if got := strings.Join(log.forContainer("a"), ","); got != want {
 		t.Fatalf("container a ran\n %s\nwant\n %s", got, want)
 	}
-	if n := ts.srv.queue.size(); n != 0 {
+	if n := ts.srv.queue.Len(); n != 0 {
 		t.Fatalf("%d container queues left after all requests finished", n)
 	}
 }

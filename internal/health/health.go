@@ -1,5 +1,5 @@
 // Package health tracks the agent's readiness as a state with a reason and
-// serves it: /healthz (the process is alive and its main loop answers),
+// serves it: /healthz (the process is alive and its loops make progress),
 // /readyz (200 once ready, else 503 with the reason) and /metrics.
 package health
 
@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -67,6 +68,7 @@ type Tracker struct {
 	mu      sync.Mutex
 	st      Status
 	changed chan struct{}
+	checks  []namedCheck
 
 	stateGauge  *prometheus.GaugeVec
 	transitions *prometheus.CounterVec
@@ -147,6 +149,37 @@ func (t *Tracker) Ready() error {
 	return fmt.Errorf("%s: %s", st.State, st.Reason)
 }
 
+// LivenessCheck returns nil while the part it watches makes progress.
+type LivenessCheck func() error
+
+// AddLiveness registers a check that /healthz runs: a loop of the agent
+// that has stopped making progress (wedged, not merely waiting) fails it,
+// and the kubelet's liveness probe restarts the agent.
+func (t *Tracker) AddLiveness(name string, check LivenessCheck) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.checks = append(t.checks, namedCheck{name, check})
+}
+
+// Live runs the liveness checks and returns what failed, "name: reason".
+func (t *Tracker) Live() []string {
+	t.mu.Lock()
+	checks := slices.Clone(t.checks)
+	t.mu.Unlock()
+	var out []string
+	for _, c := range checks {
+		if err := c.check(); err != nil {
+			out = append(out, c.name+": "+err.Error())
+		}
+	}
+	return out
+}
+
+type namedCheck struct {
+	name  string
+	check LivenessCheck
+}
+
 // WaitReady blocks until the state is Ready or ctx ends.
 func (t *Tracker) WaitReady(ctx context.Context) error {
 	return t.WaitFor(ctx, func(st Status) bool { return st.State == Ready })
@@ -173,6 +206,14 @@ func (t *Tracker) WaitFor(ctx context.Context, cond func(Status) bool) error {
 func Handler(t *Tracker, gatherer prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if problems := t.Live(); len(problems) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			for _, p := range problems {
+				fmt.Fprintf(w, "unhealthy: %s\n", p)
+			}
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {

@@ -96,10 +96,15 @@ func (o Owner) validate() error {
 	return nil
 }
 
-// Meta is stored with an allocation for operators; ipam does not use it.
+// Meta is stored with an allocation for operators and for the agent's
+// restore (the netns lets it re-adopt a running pod whose OVS port was lost
+// with conf.db); ipam does not use it.
 type Meta struct {
 	PodNamespace string `json:"podNamespace,omitempty"`
 	PodName      string `json:"podName,omitempty"`
+	PodUID       string `json:"podUID,omitempty"`
+	Netns        string `json:"netns,omitempty"`
+	Network      string `json:"network,omitempty"`
 }
 
 // Allocation is one address and whom it belongs to.
@@ -318,6 +323,17 @@ func (a *Allocator) flush(my uint64) error {
 		return err
 	}
 	a.savedGen = gen
+	return nil
+}
+
+// Exhausted returns a non-nil error, wrapping ErrExhausted, when no address
+// is left for a new pod.
+func (a *Allocator) Exhausted() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if uint64(len(a.byIP)) >= a.usable {
+		return a.exhausted()
+	}
 	return nil
 }
 

@@ -197,15 +197,24 @@ func (c *Cluster) WaitPodsSynced(ctx context.Context) bool {
 	return cache.WaitForCacheSync(ctx.Done(), c.pods.HasSynced)
 }
 
+// MirrorPodAnnotation is set by the kubelet on the API's mirror of a static
+// pod; its value is the static pod's own UID, the one the runtime passes to
+// CNI (K8S_POD_UID), while the mirror pod has a UID of its own.
+const MirrorPodAnnotation = "kubernetes.io/config.mirror"
+
 // PodExists reports whether a pod with that namespace, name and (if given)
-// UID is on this node according to the synced cache.
+// UID is on this node according to the synced cache. For a static pod the
+// UID the runtime knows is the mirror pod's annotation, not its UID.
 func (c *Cluster) PodExists(namespace, name, uid string) bool {
 	obj, ok, _ := c.pods.GetStore().GetByKey(namespace + "/" + name)
 	if !ok {
 		return false
 	}
-	p := obj.(*corev1.Pod)
-	return uid == "" || string(p.UID) == uid
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return false
+	}
+	return uid == "" || string(p.UID) == uid || p.Annotations[MirrorPodAnnotation] == uid
 }
 
 // PodEvent records a Warning event on a pod (best effort, asynchronous).

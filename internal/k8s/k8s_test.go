@@ -103,6 +103,28 @@ func TestPodsAndDeletion(t *testing.T) {
 	}
 }
 
+// A static pod runs under the UID the kubelet derived from its manifest;
+// the API holds a mirror pod with another UID and the static one in an
+// annotation. The runtime's K8S_POD_UID is the static UID, and the pod
+// exists.
+func TestStaticPodFoundThroughItsMirror(t *testing.T) {
+	mirror := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "etcd-n1", UID: "mirror-uid",
+		Annotations: map[string]string{MirrorPodAnnotation: "static-uid"}}, Spec: corev1.PodSpec{NodeName: "n1"}}
+	c, _, _ := start(t, mirror)
+	if !c.WaitPodsSynced(context.Background()) {
+		t.Fatal("pods never synced")
+	}
+	if !c.PodExists("kube-system", "etcd-n1", "static-uid") {
+		t.Fatal("static pod judged gone: its UID is only in the mirror's annotation")
+	}
+	if !c.PodExists("kube-system", "etcd-n1", "mirror-uid") {
+		t.Fatal("mirror pod's own UID not found")
+	}
+	if c.PodExists("kube-system", "etcd-n1", "another-uid") {
+		t.Fatal("a pod with another UID was found")
+	}
+}
+
 func TestNodeNameRequired(t *testing.T) {
 	if _, err := New(Config{Kubeconfig: "/nonexistent"}); err == nil || !strings.Contains(err.Error(), "NODE_NAME") {
 		t.Fatalf("New without a node name: %v", err)

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"regexp"
@@ -69,6 +70,42 @@ func TestInstalledFlows(t *testing.T) {
 `)
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("installed flows differ from docs/pipeline.md:\n got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// Verify reads each owner's flows back from OVS and finds them equal
+	// to the desired ones, in OVS's own rendering of them.
+	pod := pipeline.PodOwner("c", "eth0")
+	for _, owner := range []pipeline.Owner{pipeline.OwnerBase, pipeline.OwnerGateway, pod} {
+		if err := m.Verify(ctx, owner); err != nil {
+			t.Fatalf("Verify %s right after install: %v", owner, err)
+		}
+	}
+	// A flow deleted behind the agent's back is missing; one added under
+	// the owner's cookie is unexpected.
+	o.Ofctl("-O", "OpenFlow13", "del-flows", "br-int", "table=10,ip,in_port=2")
+	var drift *pipeline.DriftError
+	if err := m.Verify(ctx, pod); !errors.As(err, &drift) || len(drift.Missing) != 1 || len(drift.Extra) != 0 {
+		t.Fatalf("Verify after a deleted flow: %v, want one missing", err)
+	}
+	if m.Installed(pod) {
+		t.Fatal("an owner with a missing flow still counts as installed")
+	}
+	if err := m.Set(ctx, pod, pipeline.PodFlows(pipeline.Endpoint{OFPort: 2,
+		IP: netip.MustParseAddr("10.244.0.2"), MAC: net.HardwareAddr{0x0a, 0x58, 10, 244, 0, 2}})); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Verify(ctx, pod); err != nil {
+		t.Fatalf("Verify after the repair: %v", err)
+	}
+	cookie := ""
+	for _, l := range strings.Split(o.Ofctl("-O", "OpenFlow13", "dump-flows", "br-int", "table=20,arp,arp_tpa=10.244.0.2"), "\n") {
+		if m := regexp.MustCompile(`cookie=(0x[0-9a-f]+)`).FindStringSubmatch(l); m != nil {
+			cookie = m[1]
+		}
+	}
+	o.Ofctl("-O", "OpenFlow13", "add-flow", "br-int", "cookie="+cookie+",table=20,priority=5,arp actions=drop")
+	if err := m.Verify(ctx, pod); !errors.As(err, &drift) || len(drift.Extra) != 1 {
+		t.Fatalf("Verify with a foreign flow under the owner's cookie: %v, want one unexpected", err)
 	}
 }
 

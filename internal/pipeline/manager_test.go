@@ -165,3 +165,107 @@ func TestSetFailureLeavesOwnerUninstalled(t *testing.T) {
 		t.Fatal("installed after a failed bundle")
 	}
 }
+
+// rejectingSwitch is the fake switch whose bundles fail with rejections of
+// the messages adding flows for one pod address.
+type rejectingSwitch struct {
+	*fakeSwitch
+	bad netip.Addr
+}
+
+type rejected struct{ idx []int }
+
+func (r *rejected) Error() string          { return "rejected" }
+func (r *rejected) RejectedIndexes() []int { return r.idx }
+
+func (s *rejectingSwitch) Bundle(ctx context.Context, msgs []of.Message) error {
+	var idx []int
+	for i, m := range msgs {
+		if fm := m.(*of.FlowMod); fm.Command == of.FlowAdd {
+			if f, ok := fm.Match.Get(of.FieldIPv4Src); ok && f.Addr() == s.bad {
+				idx = append(idx, i)
+			}
+		}
+	}
+	if len(idx) > 0 {
+		return &rejected{idx}
+	}
+	return s.fakeSwitch.Bundle(ctx, msgs)
+}
+
+// A batch with one owner the switch rejects installs the others and names
+// exactly the rejected owner.
+func TestApplySplitsRejectedOwners(t *testing.T) {
+	ctx := context.Background()
+	m := NewManager(nil)
+	sw := &rejectingSwitch{fakeSwitch: newFakeSwitch(), bad: pod1.IP}
+	if err := m.Resync(ctx, sw); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Apply(ctx, map[Owner][]Flow{PodOwner("c1", "eth0"): PodFlows(pod1), PodOwner("c2", "eth0"): PodFlows(pod2)})
+	var oe OwnerErrors
+	if !errors.As(err, &oe) || len(oe) != 1 || oe[PodOwner("c1", "eth0")] == nil {
+		t.Fatalf("Apply: %v, want exactly c1 rejected", err)
+	}
+	var rej Rejections
+	if !errors.As(err, &rej) {
+		t.Fatal("the owner's error does not carry the switch's rejection")
+	}
+	if !m.Installed(PodOwner("c2", "eth0")) || sw.count() != len(PodFlows(pod2)) {
+		t.Fatalf("c2 not installed beside the rejected c1 (%d flows)", sw.count())
+	}
+	if m.Installed(PodOwner("c1", "eth0")) {
+		t.Fatal("rejected c1 counted as installed")
+	}
+}
+
+// A removal that fails keeps the owner (a tombstone): the retry sends the
+// delete again instead of finding nothing to do; a resync confirms it too.
+func TestFailedRemovalIsRetried(t *testing.T) {
+	ctx := context.Background()
+	m := NewManager(nil)
+	sw := newFakeSwitch()
+	if err := m.Resync(ctx, sw); err != nil {
+		t.Fatal(err)
+	}
+	owner := PodOwner("c1", "eth0")
+	if err := m.Set(ctx, owner, PodFlows(pod1)); err != nil {
+		t.Fatal(err)
+	}
+	sw.fail = errors.New("busy")
+	if err := m.Remove(ctx, owner); err == nil {
+		t.Fatal("removal reported success although the bundle failed")
+	}
+	if !m.Known(owner) || sw.count() == 0 {
+		t.Fatal("a failed removal forgot the owner or its flows vanished")
+	}
+	if _, ok := m.Desired()[owner]; ok {
+		t.Fatal("a removed owner is still desired")
+	}
+	sw.fail = nil
+	if err := m.Remove(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	if m.Known(owner) || sw.count() != 0 {
+		t.Fatalf("retried removal: known %v, %d flows left", m.Known(owner), sw.count())
+	}
+
+	// Without a session, a removal waits for the next resync, which drops
+	// the old round and with it the owner's flows.
+	if err := m.Set(ctx, owner, PodFlows(pod1)); err != nil {
+		t.Fatal(err)
+	}
+	m.SessionLost()
+	if err := m.Remove(ctx, owner); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("Remove without session: %v", err)
+	}
+	if !m.Known(owner) {
+		t.Fatal("removal without a session forgot the owner before the switch did")
+	}
+	if err := m.Resync(ctx, sw); err != nil {
+		t.Fatal(err)
+	}
+	if m.Known(owner) || sw.count() != 0 {
+		t.Fatalf("after resync: known %v, %d flows", m.Known(owner), sw.count())
+	}
+}

@@ -39,10 +39,13 @@ type Plumber interface {
 	// Check reports every way the pod's interface differs from cfg, nil when
 	// it matches. A mismatch is a *CheckError.
 	Check(ctx context.Context, cfg Config) error
-	// Teardown removes the pod's veth pair. It forgives like CNI DEL must: a
-	// vanished network namespace or a missing interface is success, so it
-	// can be repeated. The host namespace is the one given by WithHostNetns,
-	// else the caller's.
+	// Teardown removes the pod's veth pair: the interface ifName in the pod
+	// namespace only if it is a veth paired with hostIfName in the host
+	// namespace (anything else of that name is not ovsnet's and stays), and
+	// otherwise a host veth hostIfName whose pod end is unreachable. It
+	// forgives like CNI DEL must: a vanished network namespace or a missing
+	// interface is success, so it can be repeated. The host namespace is the
+	// one given by WithHostNetns, else the caller's.
 	Teardown(ctx context.Context, netnsPath, ifName, hostIfName string) error
 }
 

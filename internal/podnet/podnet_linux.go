@@ -404,7 +404,7 @@ func (p *plumber) Teardown(ctx context.Context, netnsPath, ifName, hostIfName st
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("tear down pod interface %s in %s: %w", ifName, netnsPath, err)
 	}
-	removedPair, err := p.teardownPodEnd(netnsPath, ifName)
+	removedPair, err := p.teardownPodEnd(netnsPath, ifName, hostIfName)
 	if err != nil {
 		return err
 	}
@@ -418,8 +418,11 @@ func (p *plumber) Teardown(ctx context.Context, netnsPath, ifName, hostIfName st
 }
 
 // teardownPodEnd deletes the pod's veth end, which takes the host end with
-// it. It reports whether it deleted a veth.
-func (p *plumber) teardownPodEnd(netnsPath, ifName string) (bool, error) {
+// it, provided it is ovsnet's: a veth paired with hostIfName in the host
+// namespace. An interface of that name that is anything else (another
+// plugin's, or one the runtime reused the name for) is left alone. It
+// reports whether it deleted a veth.
+func (p *plumber) teardownPodEnd(netnsPath, ifName, hostIfName string) (bool, error) {
 	if netnsPath == "" || ifName == "" {
 		return false, nil
 	}
@@ -444,6 +447,29 @@ func (p *plumber) teardownPodEnd(netnsPath, ifName string) (bool, error) {
 	if link.Type() != "veth" {
 		p.log.Warn("pod interface is not a veth, so it was not made by ovsnet; leaving it",
 			"netns", netnsPath, "ifname", ifName, "type", link.Type())
+		return false, nil
+	}
+	host, err := openNS(p.opts.hostNetns, false)
+	if nsGone(err) {
+		p.log.Warn("host network namespace is gone, so the pod's veth cannot be ovsnet's; leaving it",
+			"netns", netnsPath, "ifname", ifName, "hostNetns", p.opts.hostNetns)
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("tear down pod interface %s in %s: open the host network namespace: %w", ifName, netnsPath, err)
+	}
+	defer host.close()
+	hostLink, err := lookupLink(host.nl, hostIfName)
+	if err != nil {
+		return false, fmt.Errorf("tear down pod interface %s in %s: look up host interface %s: %w", ifName, netnsPath, hostIfName, err)
+	}
+	why, err := p.notOurPair(&session{pod: pod, host: host}, link, hostLink, Config{IfName: ifName, NetnsPath: netnsPath, HostIfName: hostIfName})
+	if err != nil {
+		return false, fmt.Errorf("tear down pod interface %s in %s: %w", ifName, netnsPath, err)
+	}
+	if why != "" {
+		p.log.Warn("pod interface is not ovsnet's veth; leaving it", "netns", netnsPath, "ifname", ifName,
+			"hostIfname", hostIfName, "why", why)
 		return false, nil
 	}
 	if err := pod.nl.LinkDel(link); err != nil && !isLinkNotFound(err) {

@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ovsnet/ovsnet/internal/attachments"
 )
 
 // WatchSandboxes garbage-collects the attachment of a sandbox whose network
@@ -101,7 +103,7 @@ func (s *Service) WatchSandboxes(ctx context.Context) error {
 					set[filepath.Join(dir, ev.name)] = true
 				}
 			}
-			if err := s.CollectGarbage(ctx, func(a Info) bool { return !set[a.Netns] }, "sandbox network namespace removed"); err != nil {
+			if err := s.CollectGarbage(ctx, func(a attachments.Attachment) bool { return !set[a.Netns] }, "sandbox network namespace removed"); err != nil {
 				s.log.Warn("garbage collection after sandbox removal incomplete", "err", err)
 			}
 		case <-s.newAttachment:
@@ -112,7 +114,7 @@ func (s *Service) WatchSandboxes(ctx context.Context) error {
 
 // collectVanished removes attachments whose namespace path no longer exists.
 func (s *Service) collectVanished(ctx context.Context) {
-	err := s.CollectGarbage(ctx, func(a Info) bool {
+	err := s.CollectGarbage(ctx, func(a attachments.Attachment) bool {
 		if a.Netns == "" || a.Async {
 			return true
 		}

@@ -2,25 +2,36 @@
 // (IPAM, pod plumbing, the OVS port and its flows), keeps its state where it
 // survives the agent (OVSDB external_ids, the IPAM file), and reconciles pod
 // flows from two facts: the pod is declared, and its port is ready.
+//
+// Who writes what:
+//   - The attachment store (package attachments) is the record of every
+//     attachment; everything here changes it through its methods.
+//   - Every change to one attachment (the runtime's ADD, DEL and CHECK, CNI
+//     GC, garbage collection of deleted pods and vanished sandboxes,
+//     background plumbing, re-creation of a lost OVS port) runs in that
+//     container's turn of the agent's keyed queue, so none of them
+//     interleave; different containers proceed in parallel.
+//   - The reconciler (reconcile.go) is the only writer of pod flows. It is
+//     level-triggered over the store and the port table, and reports per
+//     attachment generation whether the flows are in; ADD waits for "in",
+//     DEL for "out", before they go on.
 package pods
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/types"
-	current "github.com/containernetworking/cni/pkg/types/100"
-
+	"github.com/ovsnet/ovsnet/internal/attachments"
 	"github.com/ovsnet/ovsnet/internal/cniapi"
-	"github.com/ovsnet/ovsnet/internal/cniserver"
 	"github.com/ovsnet/ovsnet/internal/ipam"
+	"github.com/ovsnet/ovsnet/internal/keyqueue"
 	"github.com/ovsnet/ovsnet/internal/ovs/ovsdb"
+	"github.com/ovsnet/ovsnet/internal/ovs/ovsdb/vswitch"
 	"github.com/ovsnet/ovsnet/internal/ovs/ports"
 	"github.com/ovsnet/ovsnet/internal/pipeline"
 	"github.com/ovsnet/ovsnet/internal/podnet"
@@ -32,6 +43,7 @@ const (
 	KeyContainerID  = "ovsnet.io/container-id"
 	KeyIfName       = "ovsnet.io/ifname"
 	KeyNetns        = "ovsnet.io/netns"
+	KeyNetwork      = "ovsnet.io/network"
 	KeyPodNamespace = "ovsnet.io/pod-namespace"
 	KeyPodName      = "ovsnet.io/pod-name"
 	KeyPodUID       = "ovsnet.io/pod-uid"
@@ -39,6 +51,30 @@ const (
 	KeyMAC          = "ovsnet.io/mac"
 	KeyCreated      = "ovsnet.io/created"
 )
+
+// IPAM is the part of the address allocator the service uses
+// (*ipam.Allocator).
+type IPAM interface {
+	Allocate(owner ipam.Owner, meta ipam.Meta) (ipam.Allocation, error)
+	Release(owner ipam.Owner) (netip.Addr, error)
+	Lookup(owner ipam.Owner) (ipam.Allocation, bool)
+	Reserve(ip netip.Addr, owner ipam.Owner, meta ipam.Meta) error
+	Retain(keep func(ipam.Owner) bool) ([]ipam.Allocation, error)
+	Allocations() []ipam.Allocation
+	Exhausted() error
+}
+
+// DB is the part of the OVSDB client the service uses (*ovsdb.Client).
+type DB interface {
+	Interface(name string) (vswitch.Interface, bool, error)
+	Interfaces(keep func(*vswitch.Interface) bool) ([]vswitch.Interface, error)
+	AddPort(ctx context.Context, bridge string, spec ovsdb.PortSpec) (ovsdb.AddedPort, error)
+	DeletePorts(ctx context.Context, bridge string, names ...string) error
+	Connected() (bool, error)
+	ConnectionSeq() uint64
+	Changed() <-chan struct{}
+	OnInterfaceChange(func(name string))
+}
 
 // Config wires the service to the agent's parts.
 type Config struct {
@@ -55,11 +91,15 @@ type Config struct {
 	// HostNetns is where host veth ends go (empty: the agent's namespace).
 	HostNetns string
 
-	IPAM    *ipam.Allocator
+	IPAM    IPAM
 	Plumber podnet.Plumber
-	DB      *ovsdb.Client
+	DB      DB
 	Ports   *ports.Table
 	Flows   *pipeline.Manager
+	// Queue is the per-container line shared with the CNI server (which
+	// calls Add, Del and Check in the container's turn). Default: a new
+	// one, for a service driven without the server.
+	Queue *keyqueue.Queue
 	// Ready returns nil when the agent can attach pods, else why not.
 	Ready  func() error
 	Logger *slog.Logger
@@ -71,30 +111,34 @@ type Config struct {
 	OnAddFailure func(pod cniapi.PodRef, err error)
 	// PlumbHook, for tests of the asynchronous mode, runs before the
 	// background plumbing of an interface and may hold it back.
-	PlumbHook func(ctx context.Context, a *Attachment)
+	PlumbHook func(ctx context.Context, a attachments.Attachment)
+	// RetryMin and RetryMax pace the reconciler's retries of an owner whose
+	// flows failed (defaults 20 ms and 10 s).
+	RetryMin, RetryMax time.Duration
+	// Heartbeat is how often the idle reconciler reports that it is alive
+	// (default 5 s); see Alive.
+	Heartbeat time.Duration
 }
 
 // Service implements cniserver.Handler.
 type Service struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	store *attachments.Store
+	queue *keyqueue.Queue
 
-	mu    sync.Mutex
-	byKey map[key]*Attachment
-	byIf  map[string]*Attachment // by host interface name
-	kick  chan struct{}
-	queue map[string]struct{} // host ifnames to reconcile
+	// syncReq asks the reconciler for a full pass; it closes the channel
+	// it is sent once the pass is done.
+	syncReq chan chan struct{}
+	// alive is the reconciler's last heartbeat (unix nanoseconds).
+	alive atomic.Int64
 	// newAttachment tells the sandbox watcher to look at new directories.
 	newAttachment chan struct{}
-	// changed is closed and replaced whenever an attachment comes or goes.
-	changed chan struct{}
+	// restorerKick asks the port restorer for a full pass.
+	restorerKick chan struct{}
 
-	bg sync.WaitGroup // background plumbing (async mode)
+	bg sync.WaitGroup // background plumbing and garbage collection
 }
-
-type key struct{ containerID, ifName string }
-
-var _ cniserver.Handler = (*Service)(nil)
 
 // New returns a service; call Restore before serving and Run for the
 // reconciler.
@@ -106,204 +150,87 @@ func New(cfg Config) *Service {
 	if cfg.MTU == 0 {
 		cfg.MTU = podnet.DefaultMTU
 	}
-	return &Service{cfg: cfg, log: log, byKey: map[key]*Attachment{}, byIf: map[string]*Attachment{},
-		kick: make(chan struct{}, 1), queue: map[string]struct{}{}, newAttachment: make(chan struct{}, 1), changed: make(chan struct{})}
+	if cfg.Queue == nil {
+		cfg.Queue = keyqueue.New()
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 20 * time.Millisecond
+	}
+	if cfg.RetryMax < cfg.RetryMin {
+		cfg.RetryMax = 10 * time.Second
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 5 * time.Second
+	}
+	s := &Service{cfg: cfg, log: log, store: attachments.New(), queue: cfg.Queue,
+		syncReq: make(chan chan struct{}), newAttachment: make(chan struct{}, 1), restorerKick: make(chan struct{}, 1)}
+	return s
 }
+
+// Store is the attachment store.
+func (s *Service) Store() *attachments.Store { return s.store }
 
 // Attachments returns a snapshot of every attachment, for the CLI.
-func (s *Service) Attachments() []Info {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Info, 0, len(s.byKey))
-	for _, a := range s.byKey {
-		out = append(out, a.snapshot())
-	}
-	return out
+func (s *Service) Attachments() []attachments.Attachment { return s.store.List() }
+
+// WaitAttachments blocks until cond holds for the current attachments,
+// re-checking whenever one changes, or ctx ends.
+func (s *Service) WaitAttachments(ctx context.Context, cond func([]attachments.Attachment) bool) error {
+	return s.store.WaitAll(ctx, cond)
 }
 
-func (s *Service) lookup(containerID, ifName string) *Attachment {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.byKey[key{containerID, ifName}]
+// Run runs the flow reconciler and the OVS port restorer until ctx ends,
+// then waits for background work.
+func (s *Service) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.restorePorts(ctx) }()
+	s.reconcileLoop(ctx)
+	wg.Wait()
+	s.bg.Wait()
+	return nil
 }
 
-func (s *Service) register(a *Attachment) {
-	s.mu.Lock()
-	s.byKey[key{a.ContainerID, a.IfName}] = a
-	s.byIf[a.HostIfName] = a
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
-	s.enqueue(a.HostIfName)
-	select {
-	case s.newAttachment <- struct{}{}:
-	default:
-	}
-}
+// Wait blocks until background plumbing has finished (shutdown, tests).
+func (s *Service) Wait() { s.bg.Wait() }
 
-func (s *Service) unregister(a *Attachment) {
-	s.mu.Lock()
-	if s.byKey[key{a.ContainerID, a.IfName}] == a {
-		delete(s.byKey, key{a.ContainerID, a.IfName})
+// Alive returns nil while the reconciler makes progress: it beats at least
+// every Config.Heartbeat when idle and after every pass. A beat older than
+// bound means the loop is wedged (a pass that does not end), which the
+// agent's /healthz reports so that the kubelet restarts it.
+func (s *Service) Alive(bound time.Duration) error {
+	beat := s.alive.Load()
+	if beat == 0 {
+		return nil // not started
 	}
-	if s.byIf[a.HostIfName] == a {
-		delete(s.byIf, a.HostIfName)
-	}
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
-}
-
-// Status implements the CNI STATUS verb.
-func (s *Service) Status(context.Context) error {
-	if err := s.cfg.Ready(); err != nil {
-		return cniserver.NotReady(err.Error())
+	last := time.Unix(0, beat)
+	if age := time.Since(last); age > bound {
+		return fmt.Errorf("pod flow reconciler has not made progress for %s (bound %s)", age.Round(time.Millisecond), bound)
 	}
 	return nil
 }
 
-// Add implements CNI ADD.
-func (s *Service) Add(ctx context.Context, req *cniapi.Request) (*current.Result, error) {
-	if err := s.cfg.Ready(); err != nil {
-		return nil, cniserver.NotReady(err.Error())
+// Sync runs a full reconciler pass and returns when it is done: the flow
+// manager's desired state then reflects every attachment against the
+// current port table. The agent calls it after an OpenFlow session starts
+// and before it installs the flows, so that a port renumbered by an
+// ovs-vswitchd restart never gets its predecessor's flows back.
+func (s *Service) Sync(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case s.syncReq <- done:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	if a := s.lookup(req.ContainerID, req.IfName); a != nil {
-		if a.Netns != req.Netns {
-			return nil, types.NewError(types.ErrInvalidNetworkConfig,
-				fmt.Sprintf("container %s interface %s is already attached in netns %s", req.ContainerID, req.IfName, a.Netns),
-				"delete the attachment (CNI DEL) before adding it in another namespace")
-		}
-		// A repeated ADD (a runtime retry) gets the same answer once ready.
-		return s.finishAdd(ctx, a)
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	a, err := s.declare(ctx, req)
-	if err == nil {
-		var res *current.Result
-		res, err = s.finishAdd(ctx, a)
-		if err == nil {
-			return res, nil
-		}
-	}
-	if s.cfg.OnAddFailure != nil && req.Pod.Name != "" {
-		s.cfg.OnAddFailure(req.Pod, err)
-	}
-	return nil, err
 }
 
-// declare allocates the address, plumbs the interface (unless asynchronous)
-// and adds the port with its external ids. On failure it undoes what it did.
-func (s *Service) declare(ctx context.Context, req *cniapi.Request) (a *Attachment, err error) {
-	owner := ipam.Owner{ContainerID: req.ContainerID, IfName: req.IfName}
-	a = &Attachment{
-		ContainerID: req.ContainerID, IfName: req.IfName, Netns: req.Netns, Pod: req.Pod,
-		HostIfName: podnet.HostIfName(req.ContainerID, req.IfName),
-		Created:    time.Now(), Async: s.cfg.AsyncInterfaces, observe: s.cfg.ObservePhase,
-	}
-	defer func() {
-		if err != nil {
-			s.rollback(a)
-		}
-	}()
-
-	t := a.phase("ipam")
-	alloc, err := s.cfg.IPAM.Allocate(owner, ipam.Meta{PodNamespace: req.Pod.Namespace, PodName: req.Pod.Name})
-	t.end()
-	if err != nil {
-		code := uint(types.ErrInternal)
-		if errors.Is(err, ipam.ErrExhausted) {
-			code = types.ErrTryAgainLater
-		}
-		return a, types.NewError(code, "allocate pod address: "+err.Error(), "")
-	}
-	a.allocated = true
-	a.IP = netip.PrefixFrom(alloc.IP, s.cfg.Network.PodCIDR.Bits())
-	a.MAC = podnet.MACFromIP(alloc.IP)
-
-	if !a.Async {
-		t = a.phase("plumbing")
-		res, err := s.cfg.Plumber.Setup(ctx, s.podnetConfig(a))
-		t.end()
-		if err != nil {
-			return a, types.NewError(types.ErrInternal, "set up pod interface: "+err.Error(), "")
-		}
-		a.setPlumbed(res.HostMAC)
-	}
-
-	t = a.phase("ovsdb")
-	a.ref = s.cfg.Ports.Expect(a.HostIfName)
-	if iface, ok, _ := s.cfg.DB.Interface(a.HostIfName); ok {
-		// A port left by an earlier attempt of this very container (a crash
-		// between the port and the reply) is reused; anything else in the
-		// way is removed, since the name derives from this attachment.
-		if iface.ExternalIDs[KeyContainerID] == a.ContainerID && iface.ExternalIDs[KeyIP] == a.IP.String() {
-			a.ref = ports.Existing(a.HostIfName, iface.UUID)
-		} else if err := s.cfg.DB.DeletePorts(ctx, s.cfg.Bridge, a.HostIfName); err != nil {
-			return a, types.NewError(types.ErrInternal, "remove stale port "+a.HostIfName+": "+err.Error(), "")
-		}
-	}
-	if a.ref.InterfaceUUID == "" {
-		added, err := s.cfg.DB.AddPort(ctx, s.cfg.Bridge, ovsdb.PortSpec{Name: a.HostIfName, ExternalIDs: a.externalIDs()})
-		if err != nil {
-			t.end()
-			return a, types.NewError(types.ErrInternal, "add OVS port: "+err.Error(), "")
-		}
-		a.ref.InterfaceUUID = added.InterfaceUUID
-	}
-	t.end()
-	a.ported = true
-	s.register(a)
-
-	if a.Async {
-		s.plumbLater(a)
-	}
-	return a, nil
-}
-
-// finishAdd waits, bounded only by the request's deadline, until the port
-// is live and the reconciler has installed its flows (or, asynchronously,
-// returns at once), then answers.
-func (s *Service) finishAdd(ctx context.Context, a *Attachment) (*current.Result, error) {
-	if !a.Async {
-		t := a.phase("port-ready")
-		_, err := s.cfg.Ports.WaitPort(ctx, a.ref, ports.Live)
-		t.end()
-		if err != nil {
-			return nil, types.NewError(types.ErrTryAgainLater, "pod port not ready: "+err.Error(),
-				"OVS has not reported the port live before the runtime's deadline; the runtime retries")
-		}
-		t = a.phase("flows")
-		err = s.cfg.Flows.WaitInstalled(ctx, a.owner())
-		t.end()
-		if err != nil {
-			return nil, types.NewError(types.ErrTryAgainLater, "pod flows not installed: "+err.Error(), "")
-		}
-		a.markReady()
-	}
-	return s.result(a), nil
-}
-
-// plumbLater creates the interface after ADD has returned; OVS then picks up
-// the declared port and the reconciler installs the flows.
-func (s *Service) plumbLater(a *Attachment) {
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		if s.cfg.PlumbHook != nil {
-			s.cfg.PlumbHook(ctx, a)
-		}
-		res, err := s.cfg.Plumber.Setup(ctx, s.podnetConfig(a))
-		if err != nil {
-			s.log.Error("asynchronous pod interface setup failed", "container", a.ContainerID, "ifname", a.IfName, "err", err)
-			a.setAsyncErr(err)
-			return
-		}
-		a.setPlumbed(res.HostMAC)
-	}()
-}
-
-func (s *Service) podnetConfig(a *Attachment) podnet.Config {
+func (s *Service) podnetConfig(a attachments.Attachment) podnet.Config {
 	return podnet.Config{
 		NetnsPath: a.Netns, IfName: a.IfName, HostIfName: a.HostIfName, MAC: a.MAC, MTU: s.cfg.MTU,
 		Address: a.IP, Gateway: s.cfg.Network.GatewayIP, DisableTxChecksumOffload: s.cfg.DisableTxChecksumOffload,
@@ -311,169 +238,40 @@ func (s *Service) podnetConfig(a *Attachment) podnet.Config {
 	}
 }
 
-func (s *Service) result(a *Attachment) *current.Result {
-	hostMAC := ""
-	if a.hostMAC() != nil {
-		hostMAC = a.hostMAC().String()
-	}
-	idx := 1
-	return &current.Result{
-		CNIVersion: cniapi.CurrentCNIVersion,
-		Interfaces: []*current.Interface{
-			{Name: a.HostIfName, Mac: hostMAC},
-			{Name: a.IfName, Mac: a.MAC.String(), Sandbox: a.Netns},
-		},
-		IPs: []*current.IPConfig{{
-			Address:   net.IPNet{IP: a.IP.Addr().AsSlice(), Mask: net.CIDRMask(a.IP.Bits(), a.IP.Addr().BitLen())},
-			Gateway:   s.cfg.Network.GatewayIP.AsSlice(),
-			Interface: &idx,
-		}},
-		Routes: []*types.Route{{Dst: net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}, GW: s.cfg.Network.GatewayIP.AsSlice()}},
-	}
+func netipPrefix(al ipam.Allocation, n pipeline.Network) netip.Prefix {
+	return netip.PrefixFrom(al.IP, n.PodCIDR.Bits())
 }
 
-// Del implements CNI DEL: it removes whatever exists and succeeds when
-// nothing does.
-func (s *Service) Del(ctx context.Context, req *cniapi.Request) error {
-	a := s.lookup(req.ContainerID, req.IfName)
-	if a == nil {
-		// Unknown to this agent (already deleted, or never added here):
-		// clean up by the deterministic names anyway.
-		a = &Attachment{ContainerID: req.ContainerID, IfName: req.IfName, Netns: req.Netns,
-			HostIfName: podnet.HostIfName(req.ContainerID, req.IfName), allocated: true, ported: true, plumbed: true}
-	} else if req.Netns != "" {
-		a.Netns = req.Netns
-	}
-	if err := s.teardown(ctx, a); err != nil {
-		return types.NewError(types.ErrInternal, err.Error(), "the runtime retries DEL")
-	}
-	return nil
+func keyOf(containerID, ifName string) attachments.Key {
+	return attachments.Key{ContainerID: containerID, IfName: ifName}
 }
 
-// rollback undoes a failed ADD with a fresh context: the request's may be
-// the reason it failed.
-func (s *Service) rollback(a *Attachment) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.teardown(ctx, a); err != nil {
-		s.log.Warn("rolling back a failed ADD left something behind; DEL or GC will retry", "container", a.ContainerID, "err", err)
-	}
+func ownerOf(k attachments.Key) pipeline.Owner { return pipeline.PodOwner(k.ContainerID, k.IfName) }
+
+func ipamOwner(k attachments.Key) ipam.Owner {
+	return ipam.Owner{ContainerID: k.ContainerID, IfName: k.IfName}
 }
 
-func (s *Service) teardown(ctx context.Context, a *Attachment) error {
-	s.unregister(a)
-	var errs []error
-	if err := s.cfg.Flows.Remove(ctx, a.owner()); err != nil && !errors.Is(err, pipeline.ErrNoSession) {
-		errs = append(errs, err)
-	}
-	if a.ported {
-		if err := s.cfg.DB.DeletePorts(ctx, s.cfg.Bridge, a.HostIfName); err != nil {
-			errs = append(errs, fmt.Errorf("delete OVS port %s: %w", a.HostIfName, err))
-		}
-	}
-	if a.plumbed || a.Async {
-		if err := s.cfg.Plumber.Teardown(ctx, a.Netns, a.IfName, a.HostIfName); err != nil {
-			errs = append(errs, fmt.Errorf("delete pod interface: %w", err))
-		}
-	}
-	if a.allocated {
-		if _, err := s.cfg.IPAM.Release(ipam.Owner{ContainerID: a.ContainerID, IfName: a.IfName}); err != nil {
-			errs = append(errs, fmt.Errorf("release address: %w", err))
-		}
-	}
-	return errors.Join(errs...)
+// inTurn runs fn in the container's turn of the shared queue.
+func (s *Service) inTurn(ctx context.Context, containerID string, fn func() error) error {
+	return s.queue.Do(ctx, containerID, fn)
 }
-
-// Check implements CNI CHECK.
-func (s *Service) Check(ctx context.Context, req *cniapi.Request) error {
-	a := s.lookup(req.ContainerID, req.IfName)
-	if a == nil {
-		return types.NewError(types.ErrInvalidEnvironmentVariables,
-			fmt.Sprintf("no attachment of container %s interface %s", req.ContainerID, req.IfName), "")
-	}
-	if req.PrevResult != nil {
-		found := false
-		for _, ip := range req.PrevResult.IPs {
-			if p, ok := netip.AddrFromSlice(ip.Address.IP); ok && p.Unmap() == a.IP.Addr() {
-				found = true
-			}
-		}
-		if !found {
-			return types.NewError(types.ErrInternal, fmt.Sprintf("prevResult does not hold the pod's address %s", a.IP), "")
-		}
-	}
-	if err := a.asyncErr(); err != nil {
-		return types.NewError(types.ErrInternal, "pod interface setup failed: "+err.Error(), "")
-	}
-	if _, ok, why := s.cfg.Ports.Check(a.ref, ports.Live); !ok {
-		return types.NewError(types.ErrTryAgainLater, "pod port not ready yet: "+why, "")
-	}
-	if !s.cfg.Flows.Installed(a.owner()) {
-		return types.NewError(types.ErrTryAgainLater, "pod flows not installed yet", "")
-	}
-	if err := s.cfg.Plumber.Check(ctx, s.podnetConfig(a)); err != nil {
-		return types.NewError(types.ErrInternal, err.Error(), "")
-	}
-	return nil
-}
-
-// GC implements CNI GC: attachments not in the valid list are removed.
-func (s *Service) GC(ctx context.Context, req *cniapi.GCRequest) error {
-	valid := map[key]bool{}
-	for _, v := range req.ValidAttachments {
-		valid[key{v.ContainerID, v.IfName}] = true
-	}
-	var errs []error
-	for _, a := range s.Attachments() {
-		if valid[key{a.ContainerID, a.IfName}] {
-			continue
-		}
-		if err := s.Del(ctx, &cniapi.Request{ContainerID: a.ContainerID, IfName: a.IfName, Netns: a.Netns}); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	// Addresses without an attachment (a crash before the port existed).
-	if _, err := s.cfg.IPAM.Retain(func(o ipam.Owner) bool {
-		return valid[key{o.ContainerID, o.IfName}] || s.lookup(o.ContainerID, o.IfName) != nil
-	}); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return types.NewError(types.ErrInternal, "garbage collection: "+err.Error(), "")
-	}
-	return nil
-}
-
-// WaitAttachments blocks until cond holds for the current attachments,
-// re-checking whenever one comes or goes, or ctx ends.
-func (s *Service) WaitAttachments(ctx context.Context, cond func([]Info) bool) error {
-	for {
-		s.mu.Lock()
-		ch := s.changed
-		s.mu.Unlock()
-		if cond(s.Attachments()) {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// Wait blocks until background plumbing has finished (shutdown, tests).
-func (s *Service) Wait() { s.bg.Wait() }
 
 // WaitReady blocks until the attachment's port is live and its flows are
 // installed, or ctx ends.
 func (s *Service) WaitReady(ctx context.Context, containerID, ifName string) error {
-	a := s.lookup(containerID, ifName)
-	if a == nil {
-		return fmt.Errorf("no attachment of container %s interface %s", containerID, ifName)
+	k := keyOf(containerID, ifName)
+	_, err := s.store.Wait(ctx, k, func(a attachments.Attachment, ok bool) (bool, error) {
+		if !ok {
+			return false, fmt.Errorf("no attachment of container %s interface %s", containerID, ifName)
+		}
+		if _, live, _ := s.cfg.Ports.Check(a.Port, ports.Live); !live {
+			return false, nil
+		}
+		return a.FlowsIn(), nil
+	})
+	if err != nil {
+		return fmt.Errorf("attachment %s not ready: %w", k, err)
 	}
-	if _, err := s.cfg.Ports.WaitPort(ctx, a.ref, ports.Live); err != nil {
-		return err
-	}
-	return s.cfg.Flows.WaitInstalled(ctx, a.owner())
+	return nil
 }

@@ -83,3 +83,13 @@ func (e *BundleError) Error() string {
 
 // Unwrap returns the switch's ERROR messages.
 func (e *BundleError) Unwrap() []error { return errorsOf(e.Rejected, e.Commit) }
+
+// RejectedIndexes returns the positions, in the slice given to Bundle, of
+// the messages the switch rejected, so a caller can retry without them.
+func (e *BundleError) RejectedIndexes() []int {
+	out := make([]int, len(e.Rejected))
+	for i, r := range e.Rejected {
+		out[i] = r.Index
+	}
+	return out
+}

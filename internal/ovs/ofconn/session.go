@@ -39,6 +39,7 @@ type Session struct {
 	mu      sync.Mutex
 	pending map[uint32]*call
 	err     error
+	ended   time.Time // when err was set
 	done    chan struct{}
 
 	lastRecv atomic.Int64 // nanoseconds since start of the last read
@@ -122,6 +123,7 @@ func (s *Session) fail(err error) bool {
 		return false
 	}
 	s.err = err
+	s.ended = time.Now()
 	close(s.done)
 	s.mu.Unlock()
 	_ = s.nc.Close()

@@ -1,4 +1,4 @@
-package cniserver
+package keyqueue
 
 import (
 	"context"
@@ -6,23 +6,23 @@ import (
 )
 
 func TestQueueIsFIFOPerKey(t *testing.T) {
-	q := newKeyedQueue()
+	q := New()
 	ctx := context.Background()
-	a1 := q.enqueue("a")
-	a2 := q.enqueue("a")
-	a3 := q.enqueue("a")
-	b1 := q.enqueue("b")
-	if err := a1.wait(ctx); err != nil {
+	a1 := q.Enqueue("a")
+	a2 := q.Enqueue("a")
+	a3 := q.Enqueue("a")
+	b1 := q.Enqueue("b")
+	if err := a1.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := b1.wait(ctx); err != nil {
+	if err := b1.Wait(ctx); err != nil {
 		t.Fatalf("another key waits: %v", err)
 	}
 
 	// a2 gives up while a1 holds the key; a3 must still wait for a1.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := a2.wait(cctx); err == nil {
+	if err := a2.Wait(cctx); err == nil {
 		t.Fatal("a2 waited with a cancelled context")
 	}
 	select {
@@ -32,7 +32,7 @@ func TestQueueIsFIFOPerKey(t *testing.T) {
 	}
 	got := make(chan struct{})
 	go func() {
-		_ = a3.wait(ctx)
+		_ = a3.Wait(ctx)
 		close(got)
 	}()
 	select {
@@ -40,11 +40,11 @@ func TestQueueIsFIFOPerKey(t *testing.T) {
 		t.Fatal("a3 ran while a1 holds the key")
 	default:
 	}
-	a1.release()
+	a1.Release()
 	<-got // a2's abandonment chain released it once a1 did
-	a3.release()
-	b1.release()
-	if n := q.size(); n != 0 {
+	a3.Release()
+	b1.Release()
+	if n := q.Len(); n != 0 {
 		t.Fatalf("%d keys left", n)
 	}
 }
