@@ -149,11 +149,12 @@ func (a *Agent) apiFlows(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusServiceUnavailable, "dump flows: "+err.Error())
 		return
 	}
+	owners := a.flows.CookieOwners()
 	out := make([]agentapi.Flow, 0, len(flows))
 	for i := range flows {
 		f := &flows[i]
 		out = append(out, agentapi.Flow{Table: f.Table, TableName: pipeline.TableNames[f.Table], Priority: f.Priority,
-			Cookie: fmt.Sprintf("0x%x", f.Cookie), Packets: f.PacketCount, Bytes: f.ByteCount, Text: f.FlowString()})
+			Cookie: fmt.Sprintf("0x%x", f.Cookie), Owner: string(owners[f.Cookie]), Packets: f.PacketCount, Bytes: f.ByteCount, Text: f.FlowString()})
 	}
 	slices.SortStableFunc(out, func(x, y agentapi.Flow) int {
 		if x.Table != y.Table {

@@ -104,7 +104,10 @@ type Flow struct {
 	TableName string `json:"tableName,omitempty"`
 	Priority  uint16 `json:"priority"`
 	Cookie    string `json:"cookie"`
-	Packets   uint64 `json:"packets"`
-	Bytes     uint64 `json:"bytes"`
-	Text      string `json:"text"`
+	// Owner is whom the flow belongs to (base, gateway, pod/<id>/<ifname>);
+	// empty for a flow of no owner of the current round (stale, foreign).
+	Owner   string `json:"owner,omitempty"`
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+	Text    string `json:"text"`
 }

@@ -114,7 +114,7 @@ func (b *benchAgent) readyFor(ctx context.Context, pid int) (time.Time, error) {
 	})
 	select {
 	case err := <-b.exited:
-		return at, fmt.Errorf("agent exited: %v", err)
+		return at, fmt.Errorf("agent exited: %w", err)
 	default:
 	}
 	return at, err

@@ -70,9 +70,9 @@ func Command() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var ps []agentapi.Pod
 			return c().get(cmd, agentapi.PathPods, &ps, func(w io.Writer) {
-				fmt.Fprintln(w, "POD\tCONTAINER\tPORT\tOFPORT\tSTATE\tFLOWS\tIP\tMAC\tADD")
+				fmt.Fprintln(w, "POD\tCONTAINER\tLIFECYCLE\tPORT\tOFPORT\tSTATE\tFLOWS\tIP\tMAC\tADD")
 				for _, p := range ps {
-					fmt.Fprintf(w, "%s\t%.12s\t%s\t%d\t%s\t%v\t%s\t%s\t%s\n", podName(p), p.ContainerID, p.Port, p.OFPort,
+					fmt.Fprintf(w, "%s\t%.12s\t%s\t%s\t%d\t%s\t%v\t%s\t%s\t%s\n", podName(p), p.ContainerID, p.Lifecycle, p.Port, p.OFPort,
 						p.State, p.FlowsIn, p.IP, p.MAC, total(p.Timeline))
 				}
 			})
@@ -91,7 +91,13 @@ func Command() *cobra.Command {
 					return cl.print(cmd, p, func(w io.Writer) {
 						fmt.Fprintf(w, "pod:\t%s\ncontainer:\t%s\nnetns:\t%s\ninterface:\t%s (host %s, ofport %d, %s)\n",
 							podName(p), p.ContainerID, p.Netns, p.IfName, p.Port, p.OFPort, p.State)
-						fmt.Fprintf(w, "address:\t%s %s\nflows installed:\t%v\ncreated:\t%s\n", p.IP, p.MAC, p.FlowsIn, p.Created.Format(time.RFC3339))
+						fmt.Fprintf(w, "address:\t%s %s\nlifecycle:\t%s\nflows installed:\t%v\ncreated:\t%s\n", p.IP, p.MAC, p.Lifecycle, p.FlowsIn, p.Created.Format(time.RFC3339))
+						if p.FlowError != "" {
+							fmt.Fprintf(w, "flow error:\t%s\n", p.FlowError)
+						}
+						if p.Conflict != "" {
+							fmt.Fprintf(w, "conflict:\t%s\n", p.Conflict)
+						}
 						for _, ph := range p.Timeline {
 							fmt.Fprintf(w, "  %s\t%.2f ms\n", ph.Name, ph.Milliseconds)
 						}
@@ -132,7 +138,11 @@ func Command() *cobra.Command {
 						fmt.Fprintf(w, "table %d %s\n", f.Table, f.TableName)
 						last = int(f.Table)
 					}
-					fmt.Fprintf(w, "  n_packets=%d\t%s\n", f.Packets, f.Text)
+					owner := f.Owner
+					if owner == "" {
+						owner = "(none)"
+					}
+					fmt.Fprintf(w, "  n_packets=%d\t%s\t%s\n", f.Packets, owner, f.Text)
 				}
 			})
 		},

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/ovsnet/ovsnet/internal/agentapi"
 	"github.com/ovsnet/ovsnet/internal/cnitest"
 	"github.com/ovsnet/ovsnet/internal/ovssandbox"
+	"github.com/ovsnet/ovsnet/internal/podnet"
 )
 
 // Config configures the demo.
@@ -66,7 +68,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		{"pods as the agent sees them (ovsnetctl pods)", d.showPods},
 		{"pod <-> pod, pod <-> gateway and host -> pod traffic (ping)", d.pings},
 		{"TCP between pods", d.tcp},
-		{"a pod forging another pod's IP is dropped", d.spoof},
+		{"a pod forging another pod's IP is dropped (counted at the receiver)", d.spoof},
 		{"flows of the SpoofGuard table (ovsnetctl flows --table 10)", d.flows},
 		{"delete the pods (CNI DEL)", d.delPods},
 	}
@@ -234,18 +236,47 @@ func (d *demo) tcp(ctx context.Context) error {
 	return nil
 }
 
+// spoof shows SpoofGuard where it matters, at the receiver: c counts UDP
+// datagrams by source while a sends some as b (b's address), then some as
+// itself; the truthful ones must arrive and the forged ones must not.
 func (d *demo) spoof(ctx context.Context) error {
 	a, b, c := d.pods[0], d.pods[1], d.pods[2%len(d.pods)]
+	const port = 9999
+	rx, err := cnitest.ListenUDP(c.Netns, c.ip, port)
+	if err != nil {
+		return err
+	}
+	defer rx.Close()
 	if out, err := a.ns.Exec(ctx, "ip", "addr", "add", b.ip+"/32", "dev", "eth0"); err != nil {
 		return fmt.Errorf("add forged address: %v %s", err, out)
 	}
-	out, err := a.ns.Exec(ctx, "ping", "-c", "2", "-i", "0.2", "-W", "1", "-I", b.ip, c.ip)
-	if err == nil {
-		return fmt.Errorf("a packet with a forged source got through:\n%s", out)
+	// a must know c's MAC without an ARP of its own (its ARP would carry
+	// the forged address too).
+	cMAC := podnet.MACFromIP(netip.MustParseAddr(c.ip)).String()
+	if out, err := a.ns.Exec(ctx, "ip", "neigh", "replace", c.ip, "lladdr", cMAC, "dev", "eth0", "nud", "permanent"); err != nil {
+		return fmt.Errorf("neighbour entry: %v %s", err, out)
 	}
-	fmt.Fprintf(d.out, "    %s sending as %s to %s: dropped by SpoofGuard, as it should be\n", a.Name, b.ip, c.ip)
+	if err := cnitest.SendUDP(a.Netns, b.ip, c.ip, port, 10); err != nil {
+		return err
+	}
+	if err := cnitest.SendUDP(a.Netns, a.ip, c.ip, port, 10); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := rx.WaitFrom(wctx, a.ip, 10); err != nil {
+		return fmt.Errorf("datagrams from %s's own address did not arrive: %w", a.Name, err)
+	}
+	if n := rx.From(b.ip); n != 0 {
+		return fmt.Errorf("%d datagrams forged by %s as %s arrived at %s", n, a.Name, b.ip, c.Name)
+	}
+	fmt.Fprintf(d.out, "    %s sent 10 UDP datagrams as %s and 10 as itself to %s: %s received 10 from %s and 0 from %s (SpoofGuard dropped the forged ones)\n",
+		a.Name, b.ip, c.ip, c.Name, a.ip, b.ip)
 	if out, err := a.ns.Exec(ctx, "ip", "addr", "del", b.ip+"/32", "dev", "eth0"); err != nil {
 		return fmt.Errorf("remove forged address: %v %s", err, out)
+	}
+	if out, err := a.ns.Exec(ctx, "ip", "neigh", "del", c.ip, "dev", "eth0"); err != nil {
+		return fmt.Errorf("remove neighbour entry: %v %s", err, out)
 	}
 	return d.ping(ctx, a, c.ip)
 }

@@ -506,6 +506,18 @@ func (m *Manager) Round() uint16 {
 	return m.round
 }
 
+// CookieOwners maps the cookie of every owner in the current round to the
+// owner (owners whose removal is unconfirmed included), for reading a dump.
+func (m *Manager) CookieOwners() map[uint64]Owner {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[uint64]Owner, len(m.owners))
+	for o, st := range m.owners {
+		out[cookie(m.round, st.id)] = o
+	}
+	return out
+}
+
 // OwnerOf returns the owner whose flows carry cookie c in the current round.
 func (m *Manager) OwnerOf(c uint64) (Owner, bool) {
 	m.mu.Lock()

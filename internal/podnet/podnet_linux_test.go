@@ -643,6 +643,33 @@ func TestTeardownLeavesForeignInterfaces(t *testing.T) {
 	}
 }
 
+// A veth named like the pod interface but paired with something other than
+// this attachment's host end (another plugin's, or a pair left by another
+// container) is not ovsnet's to delete, even by a DEL that names it.
+func TestTeardownLeavesVethPairedElsewhere(t *testing.T) {
+	requirePlumbing(t)
+	host, pod := newNetns(t, "host"), newNetns(t, "pod")
+	p := newGuarded(t, WithHostNetns(host.path))
+	hostIf := HostIfName(randomHex(t, 8), "eth0")
+	// eth0 in the pod is one end of a pair whose other end is in the host
+	// namespace under another name.
+	host.ip(t, "link", "add", "pn-other", "type", "veth", "peer", "name", "eth0", "netns", pod.name)
+	if err := p.Teardown(context.Background(), pod.path, "eth0", hostIf); err != nil {
+		t.Fatalf("Teardown: %v", err)
+	}
+	if !pod.linkExists(t, "eth0") || !host.linkExists(t, "pn-other") {
+		t.Fatal("Teardown deleted a veth that is not paired with the attachment's host end")
+	}
+	// Once the host end has the attachment's name, the pair is ovsnet's.
+	host.ip(t, "link", "set", "pn-other", "name", hostIf)
+	if err := p.Teardown(context.Background(), pod.path, "eth0", hostIf); err != nil {
+		t.Fatalf("Teardown: %v", err)
+	}
+	if pod.linkExists(t, "eth0") || host.linkExists(t, hostIf) {
+		t.Fatal("Teardown left ovsnet's own pair")
+	}
+}
+
 func TestCheckReportsDifferences(t *testing.T) {
 	requirePlumbing(t)
 	host, pod := newNetns(t, "host"), newNetns(t, "pod")

@@ -69,8 +69,12 @@ func (s *Service) teardown(ctx context.Context, a attachments.Attachment, netns 
 	if err := s.cfg.Plumber.Teardown(ctx, a.Netns, a.IfName, a.HostIfName); err != nil {
 		errs = append(errs, fmt.Errorf("delete pod interface: %w", err))
 	}
-	if _, err := s.cfg.IPAM.Release(ipamOwner(k)); err != nil {
-		errs = append(errs, fmt.Errorf("release address: %w", err))
+	// The address goes last, and only when nothing that uses it is left:
+	// as long as the tombstone stands its address is not handed out again.
+	if len(errs) == 0 {
+		if _, err := s.cfg.IPAM.Release(ipamOwner(k)); err != nil {
+			errs = append(errs, fmt.Errorf("release address: %w", err))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cniserver.WithCode(types.ErrInternal, err, "the runtime retries DEL")
@@ -108,8 +112,10 @@ func (s *Service) cleanupUnknown(ctx context.Context, req *cniapi.Request) error
 	if err := s.cfg.Plumber.Teardown(ctx, req.Netns, req.IfName, host); err != nil {
 		errs = append(errs, fmt.Errorf("delete pod interface: %w", err))
 	}
-	if _, err := s.cfg.IPAM.Release(ipamOwner(k)); err != nil {
-		errs = append(errs, fmt.Errorf("release address: %w", err))
+	if len(errs) == 0 {
+		if _, err := s.cfg.IPAM.Release(ipamOwner(k)); err != nil {
+			errs = append(errs, fmt.Errorf("release address: %w", err))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cniserver.WithCode(types.ErrInternal, err, "the runtime retries DEL")

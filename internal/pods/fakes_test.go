@@ -46,6 +46,8 @@ type fakeOVS struct {
 	table     *ports.Table
 	// addPortErr, if set, fails AddPort of a name.
 	addPortErr func(name string) error
+	// failDeletes fails that many DeletePorts calls.
+	failDeletes int
 }
 
 var (
@@ -127,6 +129,11 @@ func (f *fakeOVS) AddPort(_ context.Context, _ string, spec ovsdb.PortSpec) (ovs
 
 func (f *fakeOVS) DeletePorts(_ context.Context, _ string, names ...string) error {
 	f.mu.Lock()
+	if f.failDeletes > 0 {
+		f.failDeletes--
+		f.mu.Unlock()
+		return errInjected
+	}
 	if !f.connected {
 		f.mu.Unlock()
 		return ovsdb.ErrNotConnected
@@ -155,7 +162,20 @@ func (f *fakeOVS) DeletePorts(_ context.Context, _ string, names ...string) erro
 // lose drops a port from OVSDB and the switch behind the agent's back (an
 // empty conf.db, `ovs-vsctl del-port`).
 func (f *fakeOVS) lose(name string) {
+	f.mu.Lock()
+	saved := f.failDeletes
+	f.failDeletes = 0
+	f.mu.Unlock()
 	_ = f.DeletePorts(context.Background(), "", name)
+	f.mu.Lock()
+	f.failDeletes += saved
+	f.mu.Unlock()
+}
+
+func (f *fakeOVS) injectDeleteFailures(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failDeletes = n
 }
 
 func (f *fakeOVS) Connected() (bool, error) {

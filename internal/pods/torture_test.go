@@ -91,7 +91,7 @@ func TestRandomInterleavings(t *testing.T) {
 				case 7:
 					// OVS misbehaves.
 					host := podnet.HostIfName(id, "eth0")
-					switch sub % 4 {
+					switch sub % 5 {
 					case 0:
 						if e.ovs.ofportOf(host) != 0 {
 							e.ovs.renumber(host)
@@ -102,6 +102,8 @@ func TestRandomInterleavings(t *testing.T) {
 						failMu.Lock()
 						fails += 1 + int(sub%3)
 						failMu.Unlock()
+					case 4:
+						e.ovs.injectDeleteFailures(1 + int(sub%2))
 					case 3:
 						e.flows.SessionLost()
 						e.table.Disconnected()
@@ -118,6 +120,7 @@ func TestRandomInterleavings(t *testing.T) {
 		failMu.Lock()
 		fails = 0
 		failMu.Unlock()
+		e.ovs.injectDeleteFailures(0)
 		e.settle(round)
 		e.checkInvariants()
 	}

@@ -30,7 +30,7 @@ func (c *Client) WaitClosed(ctx context.Context, path string) error {
 			if err == io.EOF {
 				return fmt.Errorf("%w: %s closed by the daemon", ErrUnavailable, path)
 			}
-			return fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
+			return fmt.Errorf("%w: %s: %w", ErrUnavailable, path, err)
 		}
 	}
 }
