@@ -5,10 +5,13 @@
 //
 // The tables, in packet order (docs/pipeline.md shows example flows):
 //
-//	0  Classifier   by in_port: pods -> SpoofGuard, gateway -> ARP; else drop
-//	10 SpoofGuard   a pod sends only from its own IP and MAC (IPv4 and ARP)
-//	20 ARP          answer ARP for the gateway; deliver other ARP by target IP
-//	30 L3Forwarding by destination IP: local pod, gateway; else to the gateway
+//	0  Classifier      by in_port: pods -> SpoofGuard, gateway -> ARP; marks the source in reg0
+//	10 SpoofGuard      a pod sends only from its own IP and MAC (IPv4 and ARP)
+//	20 ARP             answer ARP for the gateway; deliver other ARP by target IP, pods' replies to the gateway
+//	30 ConntrackZone   IPv4 through the connection tracker (zone 65520)
+//	31 ConntrackState  established and related traffic skips the commit
+//	60 ConntrackCommit commit new connections; those entering from the gateway get ct_mark 0x1
+//	70 L3Forwarding    replies to gateway connections back to the gateway; then by destination IP
 //
 // Flows are pure functions of their inputs, so tests and the operator CLI
 // can show exactly what an owner installs.
@@ -24,27 +27,57 @@ import (
 
 // Table ids.
 const (
-	TableClassifier   uint8 = 0
-	TableSpoofGuard   uint8 = 10
-	TableARP          uint8 = 20
-	TableL3Forwarding uint8 = 30
+	TableClassifier      uint8 = 0
+	TableSpoofGuard      uint8 = 10
+	TableARP             uint8 = 20
+	TableConntrackZone   uint8 = 30
+	TableConntrackState  uint8 = 31
+	TableConntrackCommit uint8 = 60
+	TableL3Forwarding    uint8 = 70
 )
 
 // TableNames names the tables for logs and the CLI.
 var TableNames = map[uint8]string{
-	TableClassifier:   "Classifier",
-	TableSpoofGuard:   "SpoofGuard",
-	TableARP:          "ARP",
-	TableL3Forwarding: "L3Forwarding",
+	TableClassifier:      "Classifier",
+	TableSpoofGuard:      "SpoofGuard",
+	TableARP:             "ARP",
+	TableConntrackZone:   "ConntrackZone",
+	TableConntrackState:  "ConntrackState",
+	TableConntrackCommit: "ConntrackCommit",
+	TableL3Forwarding:    "L3Forwarding",
 }
+
+// CTZone is the conntrack zone of all pod traffic.
+const CTZone uint16 = 65520
+
+// ct_mark bits.
+const (
+	// ctMarkFromGateway: the connection's first packet entered the bridge
+	// from the gateway (the host: kube-proxy's DNAT, a NodePort, the node
+	// itself). Its replies must go back through the gateway, whatever their
+	// destination, so the host's conntrack sees both directions and can
+	// reverse its NAT.
+	ctMarkFromGateway uint32 = 0x1
+)
+
+// reg0[0..3] says where a packet entered the bridge.
+const (
+	regSource     uint8  = 0
+	srcMask       uint32 = 0xf
+	srcGateway    uint32 = 1
+	srcPod        uint32 = 2
+	regSourceBits uint16 = 4
+)
 
 // Priorities used across tables.
 const (
 	prioMiss     uint16 = 0
 	prioDefault  uint16 = 50
 	prioCatch    uint16 = 100
+	prioReply    uint16 = 180
 	prioEndpoint uint16 = 190
 	prioSpecific uint16 = 200
+	prioOverride uint16 = 300
 	ethTypeIPv4         = 0x0800
 	ethTypeARP          = 0x0806
 	arpOpRequest        = 1
@@ -93,20 +126,51 @@ type Endpoint struct {
 	MAC    net.HardwareAddr
 }
 
-// BaseFlows are the table-miss flows: unknown traffic is dropped, IPv4 that
-// passed the checks and is for no local endpoint goes to the gateway.
+func loadSource(src uint32) of.Action {
+	return of.RegLoad{Dst: of.Slice(of.RegField(regSource), 0, regSourceBits), Value: uint64(src)}
+}
+
+func fromSource(src uint32) of.Field { return of.RegMasked(regSource, src, srcMask) }
+
+// BaseFlows are the flows that do not depend on any port: the table-miss
+// flows and the conntrack stage. Unknown traffic is dropped; IPv4 that
+// passed the checks goes through the connection tracker, where a new
+// connection is committed (marked when it came from the gateway) and an
+// established one is not.
 func BaseFlows() []Flow {
+	ct := []of.Instruction{of.Apply(of.CT{Zone: CTZone, Recirc: true, Table: TableConntrackState})}
+	commit := func(mark bool) []of.Instruction {
+		c := of.CT{Commit: true, Zone: CTZone}
+		if mark {
+			c.Actions = []of.Action{of.SetField{Field: of.CTMarkMasked(ctMarkFromGateway, ctMarkFromGateway)}}
+		}
+		return []of.Instruction{of.Apply(c), of.GotoTable{Table: TableL3Forwarding}}
+	}
 	return []Flow{
 		flow(TableClassifier, prioMiss, drop),
 		flow(TableSpoofGuard, prioMiss, drop),
 		flow(TableARP, prioCatch, drop, of.EthType(ethTypeARP)),
-		flow(TableARP, prioMiss, gotoTable(TableL3Forwarding)),
+		flow(TableARP, prioMiss, gotoTable(TableConntrackZone)),
+		flow(TableConntrackZone, prioCatch, ct, of.EthType(ethTypeIPv4)),
+		flow(TableConntrackZone, prioMiss, drop),
+		flow(TableConntrackState, prioSpecific, gotoTable(TableL3Forwarding),
+			of.EthType(ethTypeIPv4), of.CTState(of.CTStateTracked|of.CTStateEstablished, 0)),
+		flow(TableConntrackState, prioSpecific, gotoTable(TableL3Forwarding),
+			of.EthType(ethTypeIPv4), of.CTState(of.CTStateTracked|of.CTStateRelated, 0)),
+		flow(TableConntrackState, prioMiss, gotoTable(TableConntrackCommit)),
+		flow(TableConntrackCommit, prioSpecific, commit(true),
+			of.EthType(ethTypeIPv4), of.CTState(of.CTStateTracked|of.CTStateNew, 0), fromSource(srcGateway)),
+		flow(TableConntrackCommit, prioEndpoint, commit(false),
+			of.EthType(ethTypeIPv4), of.CTState(of.CTStateTracked|of.CTStateNew, 0)),
+		flow(TableConntrackCommit, prioMiss, gotoTable(TableL3Forwarding)),
 		flow(TableL3Forwarding, prioMiss, drop),
 	}
 }
 
-// GatewayFlows admit the host's traffic, answer ARP for the gateway IP, and
-// send to the host what is for the gateway, for another node or outside.
+// GatewayFlows admit the host's traffic, answer ARP for the gateway IP,
+// hand the host the ARP replies it asked pods for, send replies of
+// connections that entered from the gateway back to it, and send to the
+// host what is for the gateway, for another node or outside.
 func GatewayFlows(n Network, gw Endpoint) []Flow {
 	reply := []of.Instruction{of.Apply(
 		of.RegMove{Src: of.Whole(of.FieldEthSrc), Dst: of.Whole(of.FieldEthDst)},
@@ -118,10 +182,19 @@ func GatewayFlows(n Network, gw Endpoint) []Flow {
 		of.SetField{Field: of.ARPSPA(n.GatewayIP)},
 		of.Output{Port: of.PortInPort},
 	)}
+	toGateway := []of.Instruction{of.Apply(of.SetField{Field: of.EthDst(n.GatewayMAC)}, of.Output{Port: gw.OFPort})}
 	return []Flow{
-		flow(TableClassifier, prioSpecific, gotoTable(TableARP), of.InPort(gw.OFPort)),
+		flow(TableClassifier, prioSpecific,
+			[]of.Instruction{of.Apply(loadSource(srcGateway)), of.GotoTable{Table: TableARP}}, of.InPort(gw.OFPort)),
 		flow(TableARP, prioSpecific, reply, of.EthType(ethTypeARP), of.ARPOp(arpOpRequest), of.ARPTPA(n.GatewayIP)),
 		flow(TableARP, prioEndpoint, output(gw.OFPort), of.EthType(ethTypeARP), of.ARPTPA(n.GatewayIP)),
+		// The host asks pods from whichever of its addresses routes to
+		// them (the node IP, not only the gateway's), so a pod's ARP
+		// reply to any address is the host's. A pod's reply to another
+		// pod is delivered by target address above.
+		flow(TableARP, prioReply, output(gw.OFPort), of.EthType(ethTypeARP), of.ARPOp(arpOpReply), fromSource(srcPod)),
+		flow(TableL3Forwarding, prioOverride, toGateway,
+			of.EthType(ethTypeIPv4), of.CTState(of.CTStateTracked|of.CTStateReply, 0), of.CTMarkMasked(ctMarkFromGateway, ctMarkFromGateway)),
 		flow(TableL3Forwarding, prioSpecific, output(gw.OFPort), of.EthType(ethTypeIPv4), of.IPv4Dst(n.GatewayIP)),
 		// A pod address nobody holds is dropped here rather than bounced to
 		// the host, which would route it straight back.
@@ -137,7 +210,8 @@ func GatewayFlows(n Network, gw Endpoint) []Flow {
 // right even for a stale entry).
 func PodFlows(pod Endpoint) []Flow {
 	return []Flow{
-		flow(TableClassifier, prioSpecific, gotoTable(TableSpoofGuard), of.InPort(pod.OFPort)),
+		flow(TableClassifier, prioSpecific,
+			[]of.Instruction{of.Apply(loadSource(srcPod)), of.GotoTable{Table: TableSpoofGuard}}, of.InPort(pod.OFPort)),
 		flow(TableSpoofGuard, prioSpecific, gotoTable(TableARP),
 			of.InPort(pod.OFPort), of.EthSrc(pod.MAC), of.EthType(ethTypeIPv4), of.IPv4Src(pod.IP)),
 		flow(TableSpoofGuard, prioSpecific, gotoTable(TableARP),

@@ -1,0 +1,111 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ovsnet/ovsnet/internal/cnitest"
+)
+
+// Services the way kube-proxy makes them: NAT on the host (here nftables in
+// the node's namespace, as kube-proxy's nftables mode writes it): a
+// ClusterIP DNATed to a pod of this node, a NodePort on the node's address,
+// and kube-proxy's masquerade of a pod reaching itself through its own
+// Service (hairpin). The client pod must get its answers from the Service's
+// address: the endpoint's reply has to go back through the host, which
+// reverses the DNAT, instead of straight to the client over the bridge.
+func TestServicesThroughTheHost(t *testing.T) {
+	e := newPodEnv(t, nil)
+	client, server := e.newPod(), e.newPod()
+	e.add(client)
+	e.add(server)
+	const nodeIP = "192.0.2.10"
+	node := e.o.Netns()
+	// The node's own address, not the gateway's (on lo: this kernel may
+	// lack the dummy device).
+	// The Service range needs a route for the node's own connections to
+	// reach the NAT (a real node has a default route).
+	for _, args := range [][]string{
+		{"ip", "-n", node, "addr", "add", nodeIP + "/32", "dev", "lo"},
+		{"ip", "-n", node, "route", "add", "10.96.0.0/12", "dev", e.cfg.GatewayName},
+	} {
+		if out, err := runCmd(e.ctx, args...); err != nil {
+			t.Fatalf("%v: %v %s", args, err, out)
+		}
+	}
+	echo, err := cnitest.StartEcho(server.ns.Path, server.ip, 8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	rules := fmt.Sprintf(`table ip e2e-services {
+	chain pre {
+		type nat hook prerouting priority dstnat;
+		ip daddr 10.96.0.10 tcp dport 80 dnat to %[1]s:8080
+		ip daddr 10.96.0.10 udp dport 53 dnat to %[1]s:8080
+		ip daddr %[2]s tcp dport 30080 dnat to %[1]s:8080
+	}
+	chain out {
+		type nat hook output priority -100;
+		ip daddr 10.96.0.10 tcp dport 80 dnat to %[1]s:8080
+	}
+	chain post {
+		type nat hook postrouting priority srcnat;
+		ip saddr %[1]s ip daddr %[1]s masquerade
+	}
+}
+`, server.ip, nodeIP)
+	file := filepath.Join(t.TempDir(), "services.nft")
+	if err := os.WriteFile(file, []byte(rules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.o.InNetns("nft", "-f", file)
+	t.Cleanup(func() { _, _ = runCmd(context.Background(), "ip", "netns", "exec", node, "nft", "delete", "table", "ip", "e2e-services") })
+
+	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	defer cancel()
+	expect := func(what, got string, err error, want string) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if !strings.HasPrefix(got, want) {
+			t.Fatalf("%s: answer %q, want it to start with %q", what, got, want)
+		}
+	}
+	got, err := cnitest.TCPEcho(ctx, client.ns.Path, "10.96.0.10:80", "clusterip-tcp")
+	// The server sees the client's own address: no masquerade in between.
+	expect("pod -> ClusterIP (TCP), endpoint on the same node", got, err, "clusterip-tcp from "+client.ip)
+	got, err = cnitest.UDPEcho(ctx, client.ns.Path, "10.96.0.10:53", "clusterip-udp")
+	expect("pod -> ClusterIP (UDP), endpoint on the same node", got, err, "clusterip-udp")
+	got, err = cnitest.TCPEcho(ctx, client.ns.Path, nodeIP+":30080", "nodeport")
+	expect("pod -> NodePort on the node's address", got, err, "nodeport from "+client.ip)
+	got, err = cnitest.TCPEcho(ctx, server.ns.Path, "10.96.0.10:80", "hairpin")
+	expect("pod -> its own Service (hairpin)", got, err, "hairpin from ")
+	// The node itself, through the Service (kube-proxy's OUTPUT rules).
+	got, err = cnitest.TCPEcho(ctx, e.o.NetnsPath(), "10.96.0.10:80", "node")
+	expect("node -> ClusterIP", got, err, "node from ")
+	// Pod -> the node's address: the node answers from it, and so ARPs
+	// for the pod from it. A fresh pod, and a node that forgot every
+	// neighbour, so the pod's reply to that ARP is what decides.
+	fresh := e.newPod()
+	e.add(fresh)
+	e.o.InNetns("ip", "neigh", "flush", "dev", e.cfg.GatewayName)
+	if err := fresh.ping(t, ctx, nodeIP); err != nil {
+		t.Fatal(err)
+	}
+	// Pod -> pod is unchanged.
+	got, err = cnitest.TCPEcho(ctx, client.ns.Path, server.ip+":8080", "direct")
+	expect("pod -> pod", got, err, "direct from "+client.ip)
+}
+
+func runCmd(ctx context.Context, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	return string(out), err
+}
