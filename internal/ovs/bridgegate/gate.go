@@ -154,6 +154,7 @@ func (g *Gate) try(ctx context.Context) (*Result, error) {
 		}
 		return nil, err
 	}
+	g.log.Debug("bridge transaction committed", "cfg_seq", seq)
 
 	var why string
 	err = g.db.Wait(ctx, "bridge "+name+" applied by ovs-vswitchd", func() (bool, error) {
@@ -178,6 +179,7 @@ func (g *Gate) try(ctx context.Context) (*Result, error) {
 	if br.DatapathID != nil {
 		dpid = *br.DatapathID
 	}
+	g.log.Debug("bridge configuration applied", "cfg_seq", seq, "datapath_id", dpid)
 
 	g.report(FeaturesUnknown, "querying datapath features of bridge "+name)
 	sock, err := g.cfg.Datapath.SocketPath()
