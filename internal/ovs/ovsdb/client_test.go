@@ -215,3 +215,49 @@ func TestPorts(t *testing.T) {
 		t.Fatalf("ports left: %q", got)
 	}
 }
+
+// ovs-vswitchd started with flow-restore-wait processes no packet until the
+// key is removed; ClearFlowRestoreWait removes it (other keys stay), and its
+// next_cfg is acknowledged only by a live ovs-vswitchd that read the change.
+func TestClearFlowRestoreWait(t *testing.T) {
+	o := ovstest.Start(t, ovstest.Options{FlowRestoreWait: true})
+	o.Vsctl("--no-wait", "set", "open_vswitch", ".", "other_config:keep-me=1")
+	c := startClient(t, o.DBEndpoint())
+	ctx := testCtx(t)
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if on, err := c.FlowRestoreWait(); err != nil || !on {
+		t.Fatalf("FlowRestoreWait() = %v, %v; want true", on, err)
+	}
+	seq, err := c.ClearFlowRestoreWait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(ctx, "cur_cfg acknowledging the removal", func() (bool, error) {
+		return c.ConfigApplied(seq)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if on, err := c.FlowRestoreWait(); err != nil || on {
+		t.Fatalf("FlowRestoreWait() after clearing = %v, %v; want false", on, err)
+	}
+	if got := o.Vsctl("get", "open_vswitch", ".", "other_config"); got != `{keep-me="1"}` {
+		t.Fatalf("other_config after clearing: %s", got)
+	}
+	// Clearing an absent key is harmless.
+	if _, err := c.ClearFlowRestoreWait(ctx); err != nil {
+		t.Fatalf("second clear: %v", err)
+	}
+	// "false" is not "true": ovs-vswitchd reads any other value as false.
+	o.Vsctl("--no-wait", "set", "open_vswitch", ".", "other_config:flow-restore-wait=false")
+	if err := c.Wait(ctx, "flow-restore-wait=false in the cache", func() (bool, error) {
+		root, _, err := c.OpenVSwitch()
+		return root.OtherConfig[ovsdb.FlowRestoreWaitKey] == "false", err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if on, err := c.FlowRestoreWait(); err != nil || on {
+		t.Fatalf("FlowRestoreWait() with the key false = %v, %v; want false", on, err)
+	}
+}
