@@ -231,8 +231,8 @@ func (a *Agent) joinSession(ctx context.Context, res *bridgegate.Result) (*ofcon
 }
 
 // programSession installs every desired flow through sess under a new
-// cookie round, deleting what else is there, and brings the gateway's host
-// side up. The
+// cookie round, deleting what else is there, lets ovs-vswitchd process
+// packets (flow-restore-wait) and brings the gateway's host side up. The
 // gateway's flows need only its port, and pod traffic nothing of the host
 // side, so the resync does not wait for the device and NAT configuration.
 func (a *Agent) programSession(ctx context.Context, sess *ofconn.Session) error {
@@ -266,6 +266,9 @@ func (a *Agent) programSession(ctx context.Context, sess *ofconn.Session) error 
 		return err
 	}
 	a.metrics.resync.Observe(time.Since(start).Seconds())
+	if err := a.releaseFlowRestoreWait(ctx, sess); err != nil {
+		return err
+	}
 	if a.pods != nil {
 		if err := gateway.ConfigureHost(ctx, gwCfg); err != nil {
 			return fmt.Errorf("gateway: %w", err)
