@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/ovn-kubernetes/libovsdb/model"
 
 	"github.com/ovsnet/ovsnet/internal/ovs/ovsdb/vswitch"
+	"github.com/ovsnet/ovsnet/internal/ovs/sockwatch"
 )
 
 // DefaultEndpoint is where Open vSwitch's ovsdb-server listens by default.
@@ -132,7 +134,13 @@ func (c *Client) Run(ctx context.Context) error {
 
 	backoff := c.cfg.MinBackoff
 	failures := 0
+	// A restarted ovsdb-server creates its socket anew: watching for that
+	// reconnects at once rather than at the next backoff tick, which has
+	// grown while the server was away (a restart of the OVS container).
+	var watch *sockwatch.Watcher
+	defer func() { watch.Close() }()
 	for ctx.Err() == nil {
+		watch = c.rewatch(watch)
 		cl, err := c.connect(ctx)
 		if err != nil {
 			failures++
@@ -142,10 +150,17 @@ func (c *Client) Run(ctx context.Context) error {
 			if failures == 1 || failures%20 == 0 {
 				c.log.Info("cannot connect to ovsdb-server, retrying", "err", err, "attempts", failures)
 			}
-			if !sleepCtx(ctx, backoff) {
+			woke, ok := pause(ctx, backoff, watch)
+			if !ok {
 				break
 			}
-			backoff = min(backoff*2, c.cfg.MaxBackoff)
+			if woke {
+				// The socket was just created; should it not accept yet
+				// (bound, not listening), try again soon.
+				backoff = min(time.Millisecond, c.cfg.MinBackoff)
+			} else {
+				backoff = min(backoff*2, c.cfg.MaxBackoff)
+			}
 			continue
 		}
 		failures, backoff = 0, c.cfg.MinBackoff
@@ -160,6 +175,51 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// rewatch returns a live watch for the creation of the server's unix
+// socket, starting one if w is nil or over (nil when there is nothing to
+// watch: a TCP endpoint, a missing directory, another platform), with no
+// signal pending: a signal seen later is a creation at or after the next
+// connection attempt.
+func (c *Client) rewatch(w *sockwatch.Watcher) *sockwatch.Watcher {
+	if w != nil {
+		select {
+		case <-w.Done():
+			w = nil
+		default:
+		}
+	}
+	path, ok := strings.CutPrefix(c.cfg.Endpoint, "unix:")
+	if w == nil && ok {
+		var err error
+		if w, err = sockwatch.New(path); err != nil {
+			c.log.Debug("not watching for the ovsdb-server socket; reconnecting on backoff alone", "err", err)
+			w = nil
+		}
+	}
+	if w != nil {
+		select {
+		case <-w.C():
+		default:
+		}
+	}
+	return w
+}
+
+// pause waits d, or less if the watched socket is created; it reports
+// which, and false when ctx ended.
+func pause(ctx context.Context, d time.Duration, w *sockwatch.Watcher) (woke, ok bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return false, true
+	case <-w.C():
+		return true, true
+	case <-ctx.Done():
+		return false, false
+	}
 }
 
 // connect makes a fresh libovsdb client for each connection: its cache and
@@ -305,15 +365,4 @@ func (c *Client) WaitConnected(ctx context.Context) error {
 		}
 	}
 	return err
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
