@@ -261,3 +261,35 @@ func TestClearFlowRestoreWait(t *testing.T) {
 		t.Fatalf("FlowRestoreWait() with the key false = %v, %v; want false", on, err)
 	}
 }
+
+// ovsdb-server creates its socket anew when it starts, and that is what
+// brings the client back: with a reconnect backoff of an hour it still
+// reconnects, on the first start and after a restart.
+func TestReconnectOnSocketCreation(t *testing.T) {
+	o := ovstest.Start(t, ovstest.Options{NoDB: true})
+	c, err := ovsdb.New(ovsdb.Config{Endpoint: o.DBEndpoint(), Logger: logger(t), MinBackoff: time.Hour, MaxBackoff: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(rctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	ctx := testCtx(t)
+	failed := func() (bool, error) {
+		// A connection attempt has failed, so the client waits out its
+		// hour-long backoff, watching for the socket.
+		ok, err := c.Connected()
+		return !ok && err != nil && strings.Contains(err.Error(), "connect to ovsdb-server at"), nil
+	}
+	for range 2 {
+		if err := c.Wait(ctx, "a failed connection attempt", failed); err != nil {
+			t.Fatal(err)
+		}
+		o.StartDB()
+		if err := c.WaitConnected(ctx); err != nil {
+			t.Fatal(err)
+		}
+		o.StopDB()
+	}
+}
