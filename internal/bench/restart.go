@@ -91,8 +91,15 @@ func Restart(ctx context.Context, cfg RestartConfig) error {
 			return fmt.Errorf("flow-restore-wait %s: %w", onOff(frw), err)
 		}
 		results[frw] = s
-		title := fmt.Sprintf("ovs-vswitchd SIGKILL + foreground restart, kept conf.db, flow-restore-wait %s (%d restarts, probe every %v)",
-			onOff(frw), cfg.Restarts, cfg.Interval)
+		what := "ovs-vswitchd SIGKILL + foreground restart"
+		if cfg.WithDB {
+			what += ", ovsdb-server restarted too"
+		}
+		if cfg.Down > 0 {
+			what += fmt.Sprintf(", down %v", cfg.Down)
+		}
+		title := fmt.Sprintf("%s, kept conf.db, flow-restore-wait %s (%d restarts, probe every %v)",
+			what, onOff(frw), cfg.Restarts, cfg.Interval)
 		rows := []Row{
 			{"floor: start -> first dp-features answer", s.floor},
 			{"traffic gap: last echo before kill -> first after", s.gap},
