@@ -43,7 +43,7 @@ func (r *recorder) since(t time.Time) []event {
 	return out
 }
 
-// first returns the first event at or after t whose message is msg.
+// first returns the time of the first of evs whose message is msg.
 func first(evs []event, msg string) (time.Time, bool) {
 	for _, e := range evs {
 		if e.msg == msg {

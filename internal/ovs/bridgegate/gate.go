@@ -14,8 +14,8 @@
 // monitor updates. A transient failure of step 4 ("not a valid command", "no
 // such bridge", a refused or stalled control socket: ovs-vswitchd restarting
 // under us) re-arms the whole gate from step 1 after a short pacing delay,
-// cut short when a new ovs-vswitchd process starts; it never ends the wait. Only the caller's context or missing required
-// features end it.
+// cut short when a new ovs-vswitchd process starts; it never ends the wait.
+// Only the caller's context or missing required features end it.
 package bridgegate
 
 import (

@@ -47,7 +47,8 @@ type Config struct {
 	// end of the port dump (default 10 s).
 	HandshakeTimeout time.Duration
 	// MinBackoff and MaxBackoff pace reconnection attempts (default 10 ms
-	// and 1 s). They pace retries; nothing waits on them for correctness.
+	// and 1 s). They pace retries of a socket that refuses; the creation of
+	// the socket by a restarted ovs-vswitchd, and Retry, cut them short.
 	MinBackoff, MaxBackoff time.Duration
 
 	// Ports, if not nil, is reset from the PORT_DESC dump of every session
@@ -183,6 +184,12 @@ func (c *Conn) Run(ctx context.Context) error {
 	defer func() { watch.Close() }()
 	for ctx.Err() == nil {
 		watch = c.rewatch(watch)
+		// This attempt is what a pending Retry asked for; left pending it
+		// would cut short the pause after the next session loss.
+		select {
+		case <-c.retry:
+		default:
+		}
 		s, err := c.connect(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -202,7 +209,8 @@ func (c *Conn) Run(ctx context.Context) error {
 			}
 			if woke {
 				// The socket was just created or the bridge gate passed;
-				// should it not accept yet, try again soon.
+				// should it not accept yet (bound, not listening; or the
+				// signal was an older creation's), try again soon.
 				backoff = min(time.Millisecond, c.cfg.MinBackoff)
 			} else {
 				backoff = min(backoff*2, c.cfg.MaxBackoff)
@@ -225,8 +233,12 @@ func (c *Conn) Run(ctx context.Context) error {
 			break
 		}
 		c.log.Warn("OpenFlow session lost, reconnecting", "seq", s.Seq, "err", err)
-		if _, ok := c.pause(ctx, backoff, watch); !ok {
+		woke, ok := c.pause(ctx, backoff, watch)
+		if !ok {
 			break
+		}
+		if woke {
+			backoff = min(time.Millisecond, c.cfg.MinBackoff)
 		}
 	}
 	c.setLastErr(ErrClosed)
@@ -234,9 +246,10 @@ func (c *Conn) Run(ctx context.Context) error {
 }
 
 // rewatch returns a live watch for the creation of the management socket,
-// starting one if w is nil or over (nil where that is not possible), with
-// no signal pending: a signal seen later is a creation at or after the next
-// connection attempt.
+// starting one if w is nil or over (nil where that is not possible). A
+// signal is never discarded: one left from a creation the last attempt
+// already saw costs one quick extra attempt, while a dropped one could
+// leave the connection waiting out a full backoff.
 func (c *Conn) rewatch(w *sockwatch.Watcher) *sockwatch.Watcher {
 	if w != nil {
 		select {
@@ -250,12 +263,6 @@ func (c *Conn) rewatch(w *sockwatch.Watcher) *sockwatch.Watcher {
 		if w, err = sockwatch.New(c.socket); err != nil {
 			c.log.Debug("not watching for the management socket; reconnecting on backoff and Retry alone", "err", err)
 			w = nil
-		}
-	}
-	if w != nil {
-		select {
-		case <-w.C():
-		default:
 		}
 	}
 	return w

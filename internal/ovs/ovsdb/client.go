@@ -39,7 +39,9 @@ type Config struct {
 	// Logger receives connection events; nil discards them.
 	Logger *slog.Logger
 	// MinBackoff and MaxBackoff pace reconnection attempts (defaults 50 ms
-	// and 2 s). They pace retries; nothing waits on them for correctness.
+	// and 2 s). They pace retries of a server that refuses; with a unix
+	// endpoint, the creation of the socket by a restarted ovsdb-server cuts
+	// them short.
 	MinBackoff, MaxBackoff time.Duration
 }
 
@@ -121,8 +123,9 @@ func monitor(cl client.Client) *client.Monitor {
 	)
 }
 
-// Run connects and stays connected until ctx ends, reconnecting with backoff
-// whenever the connection drops. It returns only when ctx is done.
+// Run connects and stays connected until ctx ends, reconnecting whenever the
+// connection drops: at once when the server's socket is created again, with
+// backoff otherwise. It returns only when ctx is done.
 func (c *Client) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.running {
@@ -156,7 +159,8 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			if woke {
 				// The socket was just created; should it not accept yet
-				// (bound, not listening), try again soon.
+				// (bound, not listening; or the signal was an older
+				// creation's), try again soon.
 				backoff = min(time.Millisecond, c.cfg.MinBackoff)
 			} else {
 				backoff = min(backoff*2, c.cfg.MaxBackoff)
@@ -179,9 +183,10 @@ func (c *Client) Run(ctx context.Context) error {
 
 // rewatch returns a live watch for the creation of the server's unix
 // socket, starting one if w is nil or over (nil when there is nothing to
-// watch: a TCP endpoint, a missing directory, another platform), with no
-// signal pending: a signal seen later is a creation at or after the next
-// connection attempt.
+// watch: a TCP endpoint, a missing directory, another platform). A signal
+// is never discarded: one left from a creation the last attempt already
+// saw costs one quick extra attempt, while a dropped one could leave the
+// client waiting out a full backoff.
 func (c *Client) rewatch(w *sockwatch.Watcher) *sockwatch.Watcher {
 	if w != nil {
 		select {
@@ -196,12 +201,6 @@ func (c *Client) rewatch(w *sockwatch.Watcher) *sockwatch.Watcher {
 		if w, err = sockwatch.New(path); err != nil {
 			c.log.Debug("not watching for the ovsdb-server socket; reconnecting on backoff alone", "err", err)
 			w = nil
-		}
-	}
-	if w != nil {
-		select {
-		case <-w.C():
-		default:
 		}
 	}
 	return w
