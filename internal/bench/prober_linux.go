@@ -156,6 +156,11 @@ type outage struct {
 	// than dropped), maxLateRTT the longest such round trip.
 	lost, late int
 	maxLateRTT time.Duration
+	// maxSendGap is the longest time between two sends in the outage:
+	// far above the interval, the prober itself was not scheduled (a
+	// loaded machine), and the first echo says more about it than about
+	// the switch.
+	maxSendGap time.Duration
 }
 
 func (p *prober) outage(at time.Time) (outage, error) {
@@ -178,6 +183,9 @@ func (p *prober) outage(at time.Time) (outage, error) {
 		return o, fmt.Errorf("no echo before (%v) or after (%v) %s", last >= 0, first >= 0, at.Format(time.StampMicro))
 	}
 	o.lastBefore, o.firstAfter = p.recv[last], p.recv[first]
+	for i := last + 1; i <= first; i++ {
+		o.maxSendGap = max(o.maxSendGap, p.sent[i].Sub(p.sent[i-1]))
+	}
 	for i := last + 1; i < first; i++ {
 		if r := p.recv[i]; r.IsZero() {
 			o.lost++
