@@ -33,6 +33,8 @@ bench: build
 	$(BIN)/ovsnet-bench stall --rounds 3 --ports 20 --stall 8s
 	$(GO) test -run '^$$' -bench PortReady -benchtime 200x ./internal/ovs/ofconn/
 	$(BIN)/ovsnet-bench cni --pods 100 --concurrency 8 --plugin-dir $(BIN)
+	$(BIN)/ovsnet-bench restart --restarts 20 --plugin-dir $(BIN)
+	$(BIN)/ovsnet-bench restart --restarts 20 --with-ovsdb --down 1s --plugin-dir $(BIN)
 
 # End to end on a real single-node Kubernetes cluster whose only CNI is
 # ovsnet (root; Debian packages in e2e/README.md): builds or reuses the

@@ -71,6 +71,46 @@ func main() {
 	stallCmd.Flags().IntVar(&stall.Rounds, "rounds", 3, "stalls")
 	root.AddCommand(stallCmd)
 
+	var restart bench.RestartConfig
+	var frw string
+	restartCmd := &cobra.Command{
+		Use:   "restart",
+		Short: "pod traffic gap across ovs-vswitchd SIGKILL + restart, beside the first dp-features answer",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			restart.Out = cmd.OutOrStdout()
+			switch frw {
+			case "off":
+				restart.FlowRestoreWait = []bool{false}
+			case "on":
+				restart.FlowRestoreWait = []bool{true}
+			case "both":
+				restart.FlowRestoreWait = []bool{false, true}
+			default:
+				return fmt.Errorf("--flow-restore-wait %q: want off, on or both", frw)
+			}
+			if restart.PluginDir == "" {
+				dir, err := os.MkdirTemp("", "ovsnet-bench-plugin-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+				if err := cnitest.BuildPlugin(cmd.Context(), dir); err != nil {
+					return err
+				}
+				restart.PluginDir = dir
+			}
+			return bench.Restart(cmd.Context(), restart)
+		},
+	}
+	restartCmd.Flags().IntVar(&restart.Restarts, "restarts", 20, "ovs-vswitchd restarts per variant")
+	restartCmd.Flags().DurationVar(&restart.Interval, "interval", 10*time.Millisecond, "time between probes")
+	restartCmd.Flags().StringVar(&frw, "flow-restore-wait", "both", "off, on or both: set other_config:flow-restore-wait=true before each start")
+	restartCmd.Flags().StringVar(&restart.PluginDir, "plugin-dir", "", "directory with the built plugin binary \"ovsnet\" (default: build it)")
+	restartCmd.Flags().DurationVar(&restart.Down, "down", 0, "how long ovs-vswitchd stays dead before each restart")
+	restartCmd.Flags().BoolVar(&restart.WithDB, "with-ovsdb", false, "restart ovsdb-server too, as a restart of the whole OVS container does")
+	restartCmd.Flags().BoolVar(&restart.Timeline, "timeline", false, "print each restart's agent log records on the benchmark's clock")
+	root.AddCommand(restartCmd)
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {

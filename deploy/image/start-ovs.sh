@@ -6,12 +6,20 @@
 # which ovs-vswitchd is up but has not rebuilt them yet. Either daemon
 # exiting ends the script; SIGTERM stops both.
 #
+# Before ovs-vswitchd starts, other_config:flow-restore-wait is set to true:
+# the new ovs-vswitchd then processes no packet (and on the kernel datapath
+# keeps forwarding with the datapath flows of the process it replaces) until
+# the agent has installed its flows and removed the key. The key holds back
+# every bridge of this ovs-vswitchd, and an agent that starts against it
+# removes it after its first resync.
+#
 # Environment (defaults are the DaemonSet's):
 #   OVS_RUNDIR    sockets and pidfiles    (/run/openvswitch)
 #   OVS_DBDIR     conf.db                 (/var/lib/openvswitch)
 #   OVS_LOGDIR    daemon logs             (/var/log/openvswitch)
 #   OVS_MLOCKALL  lock ovs-vswitchd in memory, as distributions do (yes)
 #   OVS_MODPROBE  try to load the openvswitch kernel module (yes)
+#   OVS_FLOW_RESTORE_WAIT  set flow-restore-wait before ovs-vswitchd (yes)
 set -eu
 export OVS_RUNDIR=${OVS_RUNDIR:-/run/openvswitch}
 export OVS_DBDIR=${OVS_DBDIR:-/var/lib/openvswitch}
@@ -32,22 +40,35 @@ fi
 mlock=()
 [ "${OVS_MLOCKALL:-yes}" = yes ] && mlock=(--mlockall)
 
+DBPID= VSPID=
+stop() {
+	if [ -n "$VSPID" ]; then
+		kill -TERM "$VSPID" 2>/dev/null || true
+		wait "$VSPID" 2>/dev/null || true
+	fi
+	kill -TERM "$DBPID" 2>/dev/null || true
+	wait "$DBPID" 2>/dev/null || true
+	exit "${1:-0}"
+}
+trap stop TERM INT
+
 ovsdb-server "$DB" --remote="punix:$OVS_RUNDIR/db.sock" \
 	--pidfile="$OVS_RUNDIR/ovsdb-server.pid" --unixctl="$OVS_RUNDIR/ovsdb-server.ctl" \
 	--log-file="$OVS_LOGDIR/ovsdb-server.log" -vconsole:off --no-chdir &
 DBPID=$!
+if [ "${OVS_FLOW_RESTORE_WAIT:-yes}" = yes ]; then
+	# --retry: ovsdb-server may not listen yet. init creates the root row
+	# of a new conf.db. --no-wait: no ovs-vswitchd runs to acknowledge.
+	if ! ovs-vsctl --db="unix:$OVS_RUNDIR/db.sock" --retry --timeout=60 --no-wait \
+		-- init -- set Open_vSwitch . other_config:flow-restore-wait=true; then
+		echo "start-ovs: cannot set other_config:flow-restore-wait in $DB; stopping" >&2
+		stop 1
+	fi
+fi
 ovs-vswitchd "unix:$OVS_RUNDIR/db.sock" --pidfile="$OVS_RUNDIR/ovs-vswitchd.pid" \
 	--log-file="$OVS_LOGDIR/ovs-vswitchd.log" -vconsole:off --no-chdir "${mlock[@]}" &
 VSPID=$!
 
-stop() {
-	kill -TERM "$VSPID" 2>/dev/null || true
-	wait "$VSPID" 2>/dev/null || true
-	kill -TERM "$DBPID" 2>/dev/null || true
-	wait "$DBPID" 2>/dev/null || true
-	exit 0
-}
-trap stop TERM INT
 while kill -0 "$DBPID" 2>/dev/null && kill -0 "$VSPID" 2>/dev/null; do
 	wait -n 2>/dev/null || true
 done

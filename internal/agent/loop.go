@@ -234,21 +234,25 @@ func (a *Agent) joinSession(ctx context.Context, res *bridgegate.Result) (*ofcon
 	return sess, nil
 }
 
-// programSession brings the gateway up and installs every desired flow
-// through sess under a new cookie round, deleting what else is there.
+// programSession installs every desired flow through sess under a new
+// cookie round, deleting what else is there, lets ovs-vswitchd process
+// packets (flow-restore-wait) and brings the gateway's host side up. The
+// gateway's flows need only its port, and pod traffic nothing of the host
+// side, so the resync does not wait for the device and NAT configuration.
 func (a *Agent) programSession(ctx context.Context, sess *ofconn.Session) error {
 	if err := a.flows.Set(ctx, pipeline.OwnerBase, pipeline.BaseFlows()); err != nil && !errors.Is(err, pipeline.ErrNoSession) {
 		return err
 	}
+	var gwCfg gateway.Config
 	if a.pods != nil {
 		a.status.Set(health.OpenFlowNotReady, "setting up gateway "+a.cfg.GatewayName)
-		var nodeIP = a.nodeIP()
-		gw, err := gateway.Ensure(ctx, gateway.Config{
+		gwCfg = gateway.Config{
 			Name: a.cfg.GatewayName, Bridge: a.cfg.Bridge, PodCIDR: a.network.PodCIDR,
 			GatewayIP: a.network.GatewayIP, MAC: a.network.GatewayMAC, MTU: a.cfg.MTU,
-			Masquerade: true, NodeIP: nodeIP, HostNetns: a.cfg.HostNetns,
+			Masquerade: true, NodeIP: a.nodeIP(), HostNetns: a.cfg.HostNetns,
 			DB: a.db, Ports: a.ports, Logger: a.log.With("component", "gateway"),
-		})
+		}
+		gw, err := gateway.EnsurePort(ctx, gwCfg)
 		if err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}
@@ -275,6 +279,14 @@ func (a *Agent) programSession(ctx context.Context, sess *ofconn.Session) error 
 		return err
 	}
 	a.metrics.resync.Observe(time.Since(start).Seconds())
+	if err := a.releaseFlowRestoreWait(ctx, sess); err != nil {
+		return err
+	}
+	if a.pods != nil {
+		if err := gateway.ConfigureHost(ctx, gwCfg); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -48,16 +48,25 @@ type Gateway struct {
 }
 
 // Ensure creates the gateway port if missing, waits until OVS has allocated
-// it, and configures the device, forwarding and NAT. It is idempotent: the
-// agent calls it after every ovs-vswitchd (re)start, which recreates internal
-// devices without their addresses.
+// it, and configures the device, forwarding and NAT: EnsurePort, then
+// ConfigureHost. It is idempotent.
 func Ensure(ctx context.Context, cfg Config) (Gateway, error) {
-	if cfg.Name == "" {
-		cfg.Name = DefaultName
+	gw, err := EnsurePort(ctx, cfg)
+	if err != nil {
+		return Gateway{}, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	if err := ConfigureHost(ctx, cfg); err != nil {
+		return Gateway{}, err
 	}
+	return gw, nil
+}
+
+// EnsurePort creates the gateway port if missing and waits until OVS has
+// allocated it: all the gateway's flows need. It is idempotent, and cheap
+// when the port exists (an OVSDB cache read): the agent calls it after
+// every ovs-vswitchd (re)start, before the flow resync.
+func EnsurePort(ctx context.Context, cfg Config) (Gateway, error) {
+	cfg = cfg.withDefaults()
 	if !cfg.PodCIDR.Contains(cfg.GatewayIP) {
 		return Gateway{}, fmt.Errorf("gateway %s is not in pod CIDR %s", cfg.GatewayIP, cfg.PodCIDR)
 	}
@@ -86,9 +95,35 @@ func Ensure(ctx context.Context, cfg Config) (Gateway, error) {
 	if err != nil {
 		return Gateway{}, fmt.Errorf("gateway port %s: %w", cfg.Name, err)
 	}
-	if err := configureHost(ctx, cfg); err != nil {
-		return Gateway{}, err
-	}
-	cfg.Logger.Info("gateway ready", "port", cfg.Name, "ofport", r.OFPort, "ip", cfg.GatewayIP, "mac", cfg.MAC.String())
+	cfg.Logger.Debug("gateway port allocated", "port", cfg.Name, "ofport", r.OFPort)
 	return Gateway{OFPort: r.OFPort, IP: cfg.GatewayIP, MAC: cfg.MAC}, nil
+}
+
+// ConfigureHost gives the gateway device its MAC, MTU and address, brings it
+// up, enables forwarding and installs the NAT rule. It is idempotent. Pod to
+// pod traffic does not depend on it, so after an ovs-vswitchd restart the
+// agent runs it after the flows are back: on OVS 3.1's userspace datapath
+// the internal port's tap device outlives ovs-vswitchd with its address
+// (only its carrier drops), and nftables is kernel state that a vswitchd
+// restart does not touch, so this mostly confirms what is there.
+func ConfigureHost(ctx context.Context, cfg Config) error {
+	cfg = cfg.withDefaults()
+	if !cfg.PodCIDR.Contains(cfg.GatewayIP) {
+		return fmt.Errorf("gateway %s is not in pod CIDR %s", cfg.GatewayIP, cfg.PodCIDR)
+	}
+	if err := configureHost(ctx, cfg); err != nil {
+		return err
+	}
+	cfg.Logger.Info("gateway ready", "port", cfg.Name, "ip", cfg.GatewayIP, "mac", cfg.MAC.String())
+	return nil
+}
+
+func (cfg Config) withDefaults() Config {
+	if cfg.Name == "" {
+		cfg.Name = DefaultName
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg
 }

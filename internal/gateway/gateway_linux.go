@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
@@ -63,7 +64,7 @@ func configureHere(ctx context.Context, cfg Config) error {
 //
 // or "snat to <node-ip>" when the node IP is configured.
 func ensureMasquerade(ctx context.Context, cfg Config) error {
-	nft, err := knftables.New(knftables.IPv4Family, NATTable)
+	nft, err := natTable()
 	if err != nil {
 		return fmt.Errorf("nftables (install the nftables package): %w", err)
 	}
@@ -88,6 +89,28 @@ func ensureMasquerade(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("install masquerade rule for %s: %w", cfg.PodCIDR, err)
 	}
 	return nil
+}
+
+// nat is the knftables handle of NATTable, made once: making one runs nft
+// twice to probe the version and the kernel, which would otherwise be paid
+// again after every ovs-vswitchd restart. A handle runs nft in the network
+// namespace of its caller's thread, so one serves every namespace.
+var nat struct {
+	sync.Mutex
+	nft knftables.Interface
+}
+
+func natTable() (knftables.Interface, error) {
+	nat.Lock()
+	defer nat.Unlock()
+	if nat.nft == nil {
+		nft, err := knftables.New(knftables.IPv4Family, NATTable)
+		if err != nil {
+			return nil, err
+		}
+		nat.nft = nft
+	}
+	return nat.nft, nil
 }
 
 // RemoveNAT deletes ovsnet's nftables table (uninstall).

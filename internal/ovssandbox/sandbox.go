@@ -199,8 +199,43 @@ func (s *Sandbox) StopDB(ctx context.Context) error {
 	return terminate(ctx, pid, syscall.SIGTERM)
 }
 
+// VswitchdOption changes one start of ovs-vswitchd.
+type VswitchdOption func(*vswitchdStart)
+
+type vswitchdStart struct {
+	flowRestoreWait bool
+}
+
+// WithFlowRestoreWait sets other_config:flow-restore-wait=true in OVSDB
+// before ovs-vswitchd starts, as the DaemonSet's start-ovs.sh does: the new
+// daemon then handles no packet until the key is cleared (the agent does,
+// once its flows are in). ovsdb-server must be running.
+func WithFlowRestoreWait() VswitchdOption {
+	return func(v *vswitchdStart) { v.flowRestoreWait = true }
+}
+
+// SetFlowRestoreWait sets other_config:flow-restore-wait=true without
+// waiting for ovs-vswitchd (none may be running), creating the root row of
+// a fresh database first.
+func (s *Sandbox) SetFlowRestoreWait(ctx context.Context) error {
+	if _, err := s.Vsctl(ctx, "--no-wait", "init", "--", "set", "Open_vSwitch", ".", "other_config:flow-restore-wait=true"); err != nil {
+		return fmt.Errorf("set flow-restore-wait (is ovsdb-server running?): %w", err)
+	}
+	return nil
+}
+
 // StartVswitchd starts ovs-vswitchd inside the sandbox's namespace.
-func (s *Sandbox) StartVswitchd(ctx context.Context, mode Mode) error {
+func (s *Sandbox) StartVswitchd(ctx context.Context, mode Mode, opts ...VswitchdOption) error {
+	var o vswitchdStart
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.flowRestoreWait {
+		// Before the daemon exists, so its first read of OVSDB sees the key.
+		if err := s.SetFlowRestoreWait(ctx); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

@@ -13,9 +13,9 @@
 // Conditions 2 and 3 are waited on as OVSDB cache conditions, woken by
 // monitor updates. A transient failure of step 4 ("not a valid command", "no
 // such bridge", a refused or stalled control socket: ovs-vswitchd restarting
-// under us) re-arms the whole gate from step 1 after a short pacing delay; it
-// never ends the wait. Only the caller's context or missing required
-// features end it.
+// under us) re-arms the whole gate from step 1 after a short pacing delay,
+// cut short when a new ovs-vswitchd process starts; it never ends the wait.
+// Only the caller's context or missing required features end it.
 package bridgegate
 
 import (
@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/ovsnet/ovsnet/internal/ovs/ovsdb"
+	"github.com/ovsnet/ovsnet/internal/ovs/sockwatch"
 	"github.com/ovsnet/ovsnet/internal/ovs/unixctl"
 )
 
@@ -118,7 +119,14 @@ func (g *Gate) report(s Stage, reason string) {
 // is permanent for this ovs-vswitchd.
 func (g *Gate) Pass(ctx context.Context) (*Result, error) {
 	pace := newPacer(time.Millisecond, 2*time.Second)
+	restarts := g.watchRestarts()
+	defer restarts.Close()
 	for attempt := 1; ; attempt++ {
+		// A new process from here on wakes the pacing below.
+		select {
+		case <-restarts.C():
+		default:
+		}
 		res, err := g.try(ctx)
 		if err == nil {
 			return res, nil
@@ -128,10 +136,36 @@ func (g *Gate) Pass(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 		g.log.Debug("bridge gate re-armed", "attempt", attempt, "err", err)
-		if !pace.wait(ctx) {
+		woke, ok := pace.wait(ctx, restarts.C())
+		if !ok {
 			return nil, fmt.Errorf("bridge %s not ready: %w (last: %v)", g.cfg.Bridge.Name, ctx.Err(), err)
 		}
+		if woke {
+			pace.reset()
+		}
 	}
+}
+
+// watchRestarts watches for ovs-vswitchd's pidfile being rewritten, which a
+// new process does at its start, when the Datapath can say where it is
+// (nil otherwise). A failure that re-armed the gate belongs to the old
+// process: the new one is tried at once, not after a pacing delay that grew
+// while the old one failed.
+func (g *Gate) watchRestarts() *sockwatch.Watcher {
+	pf, ok := g.cfg.Datapath.(interface{ PidfilePath() (string, bool) })
+	if !ok {
+		return nil
+	}
+	path, ok := pf.PidfilePath()
+	if !ok {
+		return nil
+	}
+	w, err := sockwatch.New(path)
+	if err != nil {
+		g.log.Debug("not watching for ovs-vswitchd restarts; re-arms are paced alone", "err", err)
+		return nil
+	}
+	return w
 }
 
 // try runs the gate once; any error but a missing feature or a dead ctx is
@@ -154,6 +188,7 @@ func (g *Gate) try(ctx context.Context) (*Result, error) {
 		}
 		return nil, err
 	}
+	g.log.Debug("bridge transaction committed", "cfg_seq", seq)
 
 	var why string
 	err = g.db.Wait(ctx, "bridge "+name+" applied by ovs-vswitchd", func() (bool, error) {
@@ -178,6 +213,7 @@ func (g *Gate) try(ctx context.Context) (*Result, error) {
 	if br.DatapathID != nil {
 		dpid = *br.DatapathID
 	}
+	g.log.Debug("bridge configuration applied", "cfg_seq", seq, "datapath_id", dpid)
 
 	g.report(FeaturesUnknown, "querying datapath features of bridge "+name)
 	sock, err := g.cfg.Datapath.SocketPath()
@@ -205,19 +241,25 @@ func (g *Gate) try(ctx context.Context) (*Result, error) {
 // pacer spaces out re-arms of the gate so a persistent fault (a wrong
 // --ovs-rundir, say) does not spin; it is pacing, never synchronisation.
 type pacer struct {
-	next, max time.Duration
+	first, next, max time.Duration
 }
 
-func newPacer(first, max time.Duration) *pacer { return &pacer{next: first, max: max} }
+func newPacer(first, max time.Duration) *pacer { return &pacer{first: first, next: first, max: max} }
 
-func (p *pacer) wait(ctx context.Context) bool {
+// wait waits out the current delay, cut short by wake; it reports whether
+// wake cut it short, and false when ctx ended.
+func (p *pacer) wait(ctx context.Context, wake <-chan struct{}) (woke, ok bool) {
 	t := time.NewTimer(p.next)
 	defer t.Stop()
 	p.next = min(p.next*2, p.max)
 	select {
 	case <-t.C:
-		return true
+		return false, true
+	case <-wake:
+		return true, true
 	case <-ctx.Done():
-		return false
+		return false, false
 	}
 }
+
+func (p *pacer) reset() { p.next = p.first }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ovsnet/ovsnet/internal/ovs/openflow"
 	"github.com/ovsnet/ovsnet/internal/ovs/ports"
+	"github.com/ovsnet/ovsnet/internal/ovs/sockwatch"
 )
 
 // Defaults for Config's zero fields.
@@ -46,7 +47,8 @@ type Config struct {
 	// end of the port dump (default 10 s).
 	HandshakeTimeout time.Duration
 	// MinBackoff and MaxBackoff pace reconnection attempts (default 10 ms
-	// and 1 s). They pace retries; nothing waits on them for correctness.
+	// and 1 s). They pace retries of a socket that refuses; the creation of
+	// the socket by a restarted ovs-vswitchd, and Retry, cut them short.
 	MinBackoff, MaxBackoff time.Duration
 
 	// Ports, if not nil, is reset from the PORT_DESC dump of every session
@@ -175,7 +177,19 @@ func (c *Conn) Run(ctx context.Context) error {
 
 	backoff := c.cfg.MinBackoff
 	failures := 0
+	// A restarted ovs-vswitchd creates the bridge's management socket anew:
+	// watching for that connects at once rather than at the next backoff
+	// tick, which has grown while ovs-vswitchd was away.
+	var watch *sockwatch.Watcher
+	defer func() { watch.Close() }()
 	for ctx.Err() == nil {
+		watch = c.rewatch(watch)
+		// This attempt is what a pending Retry asked for; left pending it
+		// would cut short the pause after the next session loss.
+		select {
+		case <-c.retry:
+		default:
+		}
 		s, err := c.connect(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -189,10 +203,18 @@ func (c *Conn) Run(ctx context.Context) error {
 			if failures == 1 || failures%20 == 0 {
 				c.log.Info("cannot open OpenFlow session, retrying", "err", err, "attempts", failures)
 			}
-			if !c.pause(ctx, backoff) {
+			woke, ok := c.pause(ctx, backoff, watch)
+			if !ok {
 				break
 			}
-			backoff = min(backoff*2, c.cfg.MaxBackoff)
+			if woke {
+				// The socket was just created or the bridge gate passed;
+				// should it not accept yet (bound, not listening; or the
+				// signal was an older creation's), try again soon.
+				backoff = min(time.Millisecond, c.cfg.MinBackoff)
+			} else {
+				backoff = min(backoff*2, c.cfg.MaxBackoff)
+			}
 			continue
 		}
 		failures, backoff = 0, c.cfg.MinBackoff
@@ -211,12 +233,39 @@ func (c *Conn) Run(ctx context.Context) error {
 			break
 		}
 		c.log.Warn("OpenFlow session lost, reconnecting", "seq", s.Seq, "err", err)
-		if !c.pause(ctx, backoff) {
+		woke, ok := c.pause(ctx, backoff, watch)
+		if !ok {
 			break
+		}
+		if woke {
+			backoff = min(time.Millisecond, c.cfg.MinBackoff)
 		}
 	}
 	c.setLastErr(ErrClosed)
 	return nil
+}
+
+// rewatch returns a live watch for the creation of the management socket,
+// starting one if w is nil or over (nil where that is not possible). A
+// signal is never discarded: one left from a creation the last attempt
+// already saw costs one quick extra attempt, while a dropped one could
+// leave the connection waiting out a full backoff.
+func (c *Conn) rewatch(w *sockwatch.Watcher) *sockwatch.Watcher {
+	if w != nil {
+		select {
+		case <-w.Done():
+			w = nil
+		default:
+		}
+	}
+	if w == nil {
+		var err error
+		if w, err = sockwatch.New(c.socket); err != nil {
+			c.log.Debug("not watching for the management socket; reconnecting on backoff and Retry alone", "err", err)
+			w = nil
+		}
+	}
+	return w
 }
 
 // Retry makes a connection attempt waiting out its backoff start now. Call
@@ -230,17 +279,20 @@ func (c *Conn) Retry() {
 	}
 }
 
-// pause waits out a reconnect backoff, cut short by Retry.
-func (c *Conn) pause(ctx context.Context, d time.Duration) bool {
+// pause waits out a reconnect backoff, cut short by Retry or by the
+// creation of the management socket; woke says it was cut short.
+func (c *Conn) pause(ctx context.Context, d time.Duration, w *sockwatch.Watcher) (woke, ok bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return true
+		return false, true
 	case <-c.retry:
-		return true
+		return true, true
+	case <-w.C():
+		return true, true
 	case <-ctx.Done():
-		return false
+		return false, false
 	}
 }
 

@@ -682,3 +682,21 @@ func TestOVSInFlightFailsOnDisconnect(t *testing.T) {
 		t.Errorf("session %d after %d", s2.Seq, s.Seq)
 	}
 }
+
+// A restarted ovs-vswitchd re-creates the management socket, and that is
+// what brings the session back: with a reconnect backoff of an hour and no
+// Retry, the session to the new process still comes up.
+func TestOVSReconnectsOnSocketCreation(t *testing.T) {
+	e := startOVS(t, Config{MinBackoff: time.Hour, MaxBackoff: time.Hour})
+	s1 := waitSession(t, e.conn)
+	for range 3 {
+		e.o.KillVswitchd()
+		waitDone(t, s1)
+		e.o.StartVswitchd(ovssandbox.Foreground)
+		s2 := waitSession(t, e.conn)
+		if s2.Seq <= s1.Seq {
+			t.Fatalf("session %d after %d", s2.Seq, s1.Seq)
+		}
+		s1 = s2
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/ovn-kubernetes/libovsdb/model"
 
 	"github.com/ovsnet/ovsnet/internal/ovs/ovsdb/vswitch"
+	"github.com/ovsnet/ovsnet/internal/ovs/sockwatch"
 )
 
 // DefaultEndpoint is where Open vSwitch's ovsdb-server listens by default.
@@ -37,7 +39,9 @@ type Config struct {
 	// Logger receives connection events; nil discards them.
 	Logger *slog.Logger
 	// MinBackoff and MaxBackoff pace reconnection attempts (defaults 50 ms
-	// and 2 s). They pace retries; nothing waits on them for correctness.
+	// and 2 s). They pace retries of a server that refuses; with a unix
+	// endpoint, the creation of the socket by a restarted ovsdb-server cuts
+	// them short.
 	MinBackoff, MaxBackoff time.Duration
 }
 
@@ -119,8 +123,9 @@ func monitor(cl client.Client) *client.Monitor {
 	)
 }
 
-// Run connects and stays connected until ctx ends, reconnecting with backoff
-// whenever the connection drops. It returns only when ctx is done.
+// Run connects and stays connected until ctx ends, reconnecting whenever the
+// connection drops: at once when the server's socket is created again, with
+// backoff otherwise. It returns only when ctx is done.
 func (c *Client) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.running {
@@ -132,7 +137,13 @@ func (c *Client) Run(ctx context.Context) error {
 
 	backoff := c.cfg.MinBackoff
 	failures := 0
+	// A restarted ovsdb-server creates its socket anew: watching for that
+	// reconnects at once rather than at the next backoff tick, which has
+	// grown while the server was away (a restart of the OVS container).
+	var watch *sockwatch.Watcher
+	defer func() { watch.Close() }()
 	for ctx.Err() == nil {
+		watch = c.rewatch(watch)
 		cl, err := c.connect(ctx)
 		if err != nil {
 			failures++
@@ -142,10 +153,18 @@ func (c *Client) Run(ctx context.Context) error {
 			if failures == 1 || failures%20 == 0 {
 				c.log.Info("cannot connect to ovsdb-server, retrying", "err", err, "attempts", failures)
 			}
-			if !sleepCtx(ctx, backoff) {
+			woke, ok := pause(ctx, backoff, watch)
+			if !ok {
 				break
 			}
-			backoff = min(backoff*2, c.cfg.MaxBackoff)
+			if woke {
+				// The socket was just created; should it not accept yet
+				// (bound, not listening; or the signal was an older
+				// creation's), try again soon.
+				backoff = min(time.Millisecond, c.cfg.MinBackoff)
+			} else {
+				backoff = min(backoff*2, c.cfg.MaxBackoff)
+			}
 			continue
 		}
 		failures, backoff = 0, c.cfg.MinBackoff
@@ -160,6 +179,46 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// rewatch returns a live watch for the creation of the server's unix
+// socket, starting one if w is nil or over (nil when there is nothing to
+// watch: a TCP endpoint, a missing directory, another platform). A signal
+// is never discarded: one left from a creation the last attempt already
+// saw costs one quick extra attempt, while a dropped one could leave the
+// client waiting out a full backoff.
+func (c *Client) rewatch(w *sockwatch.Watcher) *sockwatch.Watcher {
+	if w != nil {
+		select {
+		case <-w.Done():
+			w = nil
+		default:
+		}
+	}
+	path, ok := strings.CutPrefix(c.cfg.Endpoint, "unix:")
+	if w == nil && ok {
+		var err error
+		if w, err = sockwatch.New(path); err != nil {
+			c.log.Debug("not watching for the ovsdb-server socket; reconnecting on backoff alone", "err", err)
+			w = nil
+		}
+	}
+	return w
+}
+
+// pause waits d, or less if the watched socket is created; it reports
+// which, and false when ctx ended.
+func pause(ctx context.Context, d time.Duration, w *sockwatch.Watcher) (woke, ok bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return false, true
+	case <-w.C():
+		return true, true
+	case <-ctx.Done():
+		return false, false
+	}
 }
 
 // connect makes a fresh libovsdb client for each connection: its cache and
@@ -305,15 +364,4 @@ func (c *Client) WaitConnected(ctx context.Context) error {
 		}
 	}
 	return err
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

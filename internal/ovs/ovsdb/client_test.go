@@ -215,3 +215,81 @@ func TestPorts(t *testing.T) {
 		t.Fatalf("ports left: %q", got)
 	}
 }
+
+// ovs-vswitchd started with flow-restore-wait processes no packet until the
+// key is removed; ClearFlowRestoreWait removes it (other keys stay), and its
+// next_cfg is acknowledged only by a live ovs-vswitchd that read the change.
+func TestClearFlowRestoreWait(t *testing.T) {
+	o := ovstest.Start(t, ovstest.Options{FlowRestoreWait: true})
+	o.Vsctl("--no-wait", "set", "open_vswitch", ".", "other_config:keep-me=1")
+	c := startClient(t, o.DBEndpoint())
+	ctx := testCtx(t)
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if on, err := c.FlowRestoreWait(); err != nil || !on {
+		t.Fatalf("FlowRestoreWait() = %v, %v; want true", on, err)
+	}
+	seq, err := c.ClearFlowRestoreWait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(ctx, "cur_cfg acknowledging the removal", func() (bool, error) {
+		return c.ConfigApplied(seq)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if on, err := c.FlowRestoreWait(); err != nil || on {
+		t.Fatalf("FlowRestoreWait() after clearing = %v, %v; want false", on, err)
+	}
+	if got := o.Vsctl("get", "open_vswitch", ".", "other_config"); got != `{keep-me="1"}` {
+		t.Fatalf("other_config after clearing: %s", got)
+	}
+	// Clearing an absent key is harmless.
+	if _, err := c.ClearFlowRestoreWait(ctx); err != nil {
+		t.Fatalf("second clear: %v", err)
+	}
+	// "false" is not "true": ovs-vswitchd reads any other value as false.
+	o.Vsctl("--no-wait", "set", "open_vswitch", ".", "other_config:flow-restore-wait=false")
+	if err := c.Wait(ctx, "flow-restore-wait=false in the cache", func() (bool, error) {
+		root, _, err := c.OpenVSwitch()
+		return root.OtherConfig[ovsdb.FlowRestoreWaitKey] == "false", err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if on, err := c.FlowRestoreWait(); err != nil || on {
+		t.Fatalf("FlowRestoreWait() with the key false = %v, %v; want false", on, err)
+	}
+}
+
+// ovsdb-server creates its socket anew when it starts, and that is what
+// brings the client back: with a reconnect backoff of an hour it still
+// reconnects, on the first start and after a restart.
+func TestReconnectOnSocketCreation(t *testing.T) {
+	o := ovstest.Start(t, ovstest.Options{NoDB: true})
+	c, err := ovsdb.New(ovsdb.Config{Endpoint: o.DBEndpoint(), Logger: logger(t), MinBackoff: time.Hour, MaxBackoff: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(rctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	ctx := testCtx(t)
+	failed := func() (bool, error) {
+		// A connection attempt has failed, so the client waits out its
+		// hour-long backoff, watching for the socket.
+		ok, err := c.Connected()
+		return !ok && err != nil && strings.Contains(err.Error(), "connect to ovsdb-server at"), nil
+	}
+	for range 2 {
+		if err := c.Wait(ctx, "a failed connection attempt", failed); err != nil {
+			t.Fatal(err)
+		}
+		o.StartDB()
+		if err := c.WaitConnected(ctx); err != nil {
+			t.Fatal(err)
+		}
+		o.StopDB()
+	}
+}

@@ -19,6 +19,9 @@ type Options struct {
 	NoVswitchd bool
 	// Mode is how ovs-vswitchd starts (Detached by default).
 	Mode ovssandbox.Mode
+	// FlowRestoreWait sets other_config:flow-restore-wait=true before
+	// ovs-vswitchd starts, as the DaemonSet's start script does.
+	FlowRestoreWait bool
 }
 
 // OVS is a sandbox bound to a test: its helpers fail the test on error.
@@ -53,7 +56,11 @@ func Start(t testing.TB, opts Options) *OVS {
 	if !opts.NoDB {
 		o.Must(sb.StartDB(ctx))
 		if !opts.NoVswitchd {
-			o.Must(sb.StartVswitchd(ctx, opts.Mode))
+			var vo []ovssandbox.VswitchdOption
+			if opts.FlowRestoreWait {
+				vo = append(vo, ovssandbox.WithFlowRestoreWait())
+			}
+			o.Must(sb.StartVswitchd(ctx, opts.Mode, vo...))
 		}
 	}
 	return o
@@ -115,11 +122,11 @@ func (o *OVS) InNetns(name string, args ...string) string {
 
 // StartVswitchd, StopVswitchd, KillVswitchd, StartDB and StopDB wrap the
 // sandbox's lifecycle calls, failing the test on error.
-func (o *OVS) StartVswitchd(mode ovssandbox.Mode) {
+func (o *OVS) StartVswitchd(mode ovssandbox.Mode, opts ...ovssandbox.VswitchdOption) {
 	o.t.Helper()
 	ctx, cancel := o.ctx()
 	defer cancel()
-	o.Must(o.Sandbox.StartVswitchd(ctx, mode))
+	o.Must(o.Sandbox.StartVswitchd(ctx, mode, opts...))
 }
 
 func (o *OVS) StopVswitchd() {

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -79,6 +80,15 @@ func (c *Client) SocketPath() (string, error) {
 		return c.cfg.Socket, nil
 	}
 	return Locate(c.cfg.RunDir, c.cfg.Target)
+}
+
+// PidfilePath is the pidfile the daemon rewrites at every start, and false
+// when the client was given a fixed Socket.
+func (c *Client) PidfilePath() (string, bool) {
+	if c.cfg.Socket != "" {
+		return "", false
+	}
+	return filepath.Join(c.cfg.RunDir, c.cfg.Target+".pid"), true
 }
 
 // Call runs method with params on the daemon and returns its text reply.
