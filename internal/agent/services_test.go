@@ -66,7 +66,9 @@ func TestServicesThroughTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.o.InNetns("nft", "-f", file)
-	t.Cleanup(func() { _, _ = runCmd(context.Background(), "ip", "netns", "exec", node, "nft", "delete", "table", "ip", "e2e-services") })
+	t.Cleanup(func() {
+		_, _ = runCmd(context.Background(), "ip", "netns", "exec", node, "nft", "delete", "table", "ip", "e2e-services")
+	})
 
 	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
 	defer cancel()

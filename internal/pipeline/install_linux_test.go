@@ -3,9 +3,9 @@ package pipeline_test
 import (
 	"context"
 	"errors"
-	"os"
 	"net"
 	"net/netip"
+	"os"
 	"regexp"
 	"sort"
 	"strings"
