@@ -23,6 +23,7 @@ import (
 	"github.com/ovsnet/ovsnet/internal/attachments"
 	"github.com/ovsnet/ovsnet/internal/cniapi"
 	"github.com/ovsnet/ovsnet/internal/cniserver"
+	"github.com/ovsnet/ovsnet/internal/crossnode"
 	"github.com/ovsnet/ovsnet/internal/gateway"
 	"github.com/ovsnet/ovsnet/internal/health"
 	"github.com/ovsnet/ovsnet/internal/ipam"
@@ -66,8 +67,22 @@ type Config struct {
 	// AsyncInterfaces: ADD declares the port and returns; flows follow when
 	// the interface appears.
 	AsyncInterfaces bool
-	// MTU of pod interfaces and the gateway.
+	// MTU of pod interfaces and the gateway; 0 derives it from the
+	// uplink's MTU minus the traffic mode's overhead.
 	MTU int
+	// TrafficMode is how pods reach other nodes: noencap, geneve or vxlan.
+	TrafficMode string
+	// ClusterCIDR, if set, is exempt from the masquerade (beside every
+	// node's pod CIDR, which always is).
+	ClusterCIDR string
+	// PeersFile lists the other nodes in standalone mode.
+	PeersFile string
+	// Uplink is the interface holding the node's address (default: found
+	// by the node address).
+	Uplink string
+	// UplinkBridge is the OVS bridge that takes the node's address for
+	// tunnels on the userspace datapath.
+	UplinkBridge string
 	// GatewayName is the gateway's OVS internal port.
 	GatewayName string
 
@@ -96,7 +111,8 @@ func Defaults() Config {
 		HealthAddr:   "127.0.0.1:9364",
 		StateDir:     ipam.DefaultStateDir,
 		CNISocket:    cniapi.DefaultSocket,
-		MTU:          podnet.DefaultMTU,
+		TrafficMode:  string(crossnode.Geneve),
+		UplinkBridge: "br-phy",
 		GatewayName:  gateway.DefaultName,
 	}
 }
@@ -137,11 +153,27 @@ func (c Config) Validate() error {
 			return fmt.Errorf("--node-ip %q: want an IPv4 address", c.NodeIP)
 		}
 	}
-	if c.MTU < 576 || c.MTU > 65000 {
-		return fmt.Errorf("--mtu %d: want 576 to 65000", c.MTU)
+	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65000) {
+		return fmt.Errorf("--mtu %d: want 576 to 65000, or 0 to derive it from the uplink", c.MTU)
+	}
+	if _, err := crossnode.ParseMode(c.TrafficMode); err != nil {
+		return fmt.Errorf("--traffic-mode: %w", err)
+	}
+	if c.ClusterCIDR != "" {
+		if p, err := netip.ParsePrefix(c.ClusterCIDR); err != nil || !p.Addr().Is4() || p.Masked() != p {
+			return fmt.Errorf("--cluster-cidr %q: want an IPv4 subnet with host bits zero, e.g. 10.244.0.0/16", c.ClusterCIDR)
+		}
+	}
+	if c.PeersFile != "" && c.kubernetes() {
+		return errors.New("--peers-file is for standalone mode; in Kubernetes mode the peers are the Node objects")
+	}
+	if c.UplinkBridge == "" || len(c.UplinkBridge) > 15 {
+		return fmt.Errorf("--uplink-bridge %q: want a name of 1 to 15 characters", c.UplinkBridge)
 	}
 	return nil
 }
+
+func (c Config) mode() crossnode.Mode { m, _ := crossnode.ParseMode(c.TrafficMode); return m }
 
 // Agent is one node agent. Create it with New, run it with Run.
 type Agent struct {
@@ -179,6 +211,12 @@ type Agent struct {
 	mu     sync.Mutex
 	bridge *bridgegate.Result // last gate result; nil until the first pass
 	gw     *gateway.Gateway
+	// mtu is the pod and gateway MTU in use (set with the pod network).
+	mtu int
+	// cross reaches the other nodes (nil until the pod network exists).
+	cross *crossnode.Reconciler
+	// tso: ovs-vswitchd runs with other_config:userspace-tso-enable.
+	tso atomic.Bool
 }
 
 // New validates cfg and builds the agent's parts; it starts nothing.
@@ -271,27 +309,36 @@ func (a *Agent) setupPodNetwork(cidr netip.Prefix) error {
 	if err != nil {
 		return fmt.Errorf("IPAM: %w", err)
 	}
+	mtu, err := a.podMTU()
+	if err != nil {
+		return err
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.ipam = alloc
+	a.mtu = mtu
 	a.network = pipeline.Network{PodCIDR: cidr, GatewayIP: alloc.Gateway(), GatewayMAC: podnet.MACFromIP(alloc.Gateway())}
+	a.cross = a.newCrossnode()
 	a.pods = pods.New(pods.Config{
-		Bridge:                   a.cfg.Bridge,
-		Network:                  a.network,
-		MTU:                      a.cfg.MTU,
-		DisableTxChecksumOffload: a.cfg.DatapathType == "netdev",
-		AsyncInterfaces:          a.cfg.AsyncInterfaces,
-		HostNetns:                a.cfg.HostNetns,
-		IPAM:                     alloc,
-		Plumber:                  podnet.New(a.log.With("component", "podnet"), podnet.WithHostNetns(a.cfg.HostNetns)),
-		DB:                       a.db,
-		Ports:                    a.ports,
-		Flows:                    a.flows,
-		Queue:                    a.queue,
-		Ready:                    a.status.Ready,
-		Logger:                   a.log.With("component", "pods"),
-		PlumbHook:                a.cfg.PlumbHook,
-		OnAddFailure:             a.podEvent,
+		Bridge:  a.cfg.Bridge,
+		Network: a.network,
+		MTU:     mtu,
+		// The userspace datapath does not complete the partial checksums
+		// a veth hands over, unless ovs-vswitchd runs with
+		// userspace-tso-enable (then pods keep their offloads).
+		TxChecksumOffloadOff: func() bool { return a.cfg.DatapathType == "netdev" && !a.tso.Load() },
+		AsyncInterfaces:      a.cfg.AsyncInterfaces,
+		HostNetns:            a.cfg.HostNetns,
+		IPAM:                 alloc,
+		Plumber:              podnet.New(a.log.With("component", "podnet"), podnet.WithHostNetns(a.cfg.HostNetns)),
+		DB:                   a.db,
+		Ports:                a.ports,
+		Flows:                a.flows,
+		Queue:                a.queue,
+		Ready:                a.status.Ready,
+		Logger:               a.log.With("component", "pods"),
+		PlumbHook:            a.cfg.PlumbHook,
+		OnAddFailure:         a.podEvent,
 		ObservePhase: func(phase string, d time.Duration) {
 			a.metrics.addPhase.WithLabelValues(phase).Observe(d.Seconds())
 		},

@@ -119,6 +119,13 @@ func (a *Agent) runPods(ctx context.Context) {
 	a.bg.Add(1)
 	go func() {
 		defer a.bg.Done()
+		if err := a.cross.Run(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error("cross-node reconciler stopped", "err", err)
+		}
+	}()
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
 		if err := a.pods.WatchSandboxes(ctx); err != nil && ctx.Err() == nil {
 			a.log.Error("sandbox watcher stopped; vanished sandboxes are collected by CNI GC only", "err", err)
 		}
@@ -245,13 +252,11 @@ func (a *Agent) programSession(ctx context.Context, sess *ofconn.Session) error 
 	}
 	var gwCfg gateway.Config
 	if a.pods != nil {
-		a.status.Set(health.OpenFlowNotReady, "setting up gateway "+a.cfg.GatewayName)
-		gwCfg = gateway.Config{
-			Name: a.cfg.GatewayName, Bridge: a.cfg.Bridge, PodCIDR: a.network.PodCIDR,
-			GatewayIP: a.network.GatewayIP, MAC: a.network.GatewayMAC, MTU: a.cfg.MTU,
-			Masquerade: true, NodeIP: a.nodeIP(), HostNetns: a.cfg.HostNetns,
-			DB: a.db, Ports: a.ports, Logger: a.log.With("component", "gateway"),
+		if err := a.checkOffloads(); err != nil {
+			return err
 		}
+		a.status.Set(health.OpenFlowNotReady, "setting up gateway "+a.cfg.GatewayName)
+		gwCfg = a.gatewayConfig()
 		gw, err := gateway.EnsurePort(ctx, gwCfg)
 		if err != nil {
 			return fmt.Errorf("gateway: %w", err)
@@ -262,6 +267,11 @@ func (a *Agent) programSession(ctx context.Context, sess *ofconn.Session) error 
 		flows := pipeline.GatewayFlows(a.network, pipeline.Endpoint{OFPort: gw.OFPort, IP: gw.IP, MAC: gw.MAC})
 		if err := a.flows.Set(ctx, pipeline.OwnerGateway, flows); err != nil && !errors.Is(err, pipeline.ErrNoSession) {
 			return err
+		}
+		// The peers' flows use this session's tunnel port number.
+		a.status.Set(health.OpenFlowNotReady, "computing the flows to other nodes")
+		if err := a.cross.SyncFlows(ctx); err != nil {
+			return fmt.Errorf("cross-node datapath: %w", err)
 		}
 	}
 	if a.podsRunning() {
@@ -286,6 +296,8 @@ func (a *Agent) programSession(ctx context.Context, sess *ofconn.Session) error 
 		if err := gateway.ConfigureHost(ctx, gwCfg); err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}
+		// Routes via the gateway need its device up and addressed.
+		a.cross.Kick()
 	}
 	return nil
 }

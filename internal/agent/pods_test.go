@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -86,16 +87,19 @@ func (ra *runningAgent) stop(t *testing.T) {
 	})
 }
 
-// podPorts counts the bridge's pod ports (the gateway excluded).
+// podPorts counts the bridge's pod ports ("ovsn" and 11 hex digits; the
+// gateway and the tunnel port are not pods).
 func (e *podEnv) podPorts() int {
 	n := 0
 	for _, p := range strings.Fields(e.o.Vsctl("list-ports", "br-int")) {
-		if strings.HasPrefix(p, "ovsn") && p != e.cfg.GatewayName {
+		if podPortRE.MatchString(p) {
 			n++
 		}
 	}
 	return n
 }
+
+var podPortRE = regexp.MustCompile(`^ovsn[0-9a-f]{11}$`)
 
 type testPod struct {
 	cnitest.Pod

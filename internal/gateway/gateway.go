@@ -32,6 +32,12 @@ type Config struct {
 	// NodeIP, when valid, is the fixed source for that SNAT instead of the
 	// outgoing interface's address.
 	NodeIP netip.Addr
+	// ClusterCIDR, when valid, is exempt from the masquerade beside the
+	// node's own pod CIDR (and the other nodes' pod CIDRs, SetClusterCIDRs).
+	ClusterCIDR netip.Prefix
+	// ExemptExtra, if set, returns further prefixes exempt from the
+	// masquerade (the other nodes' pod CIDRs).
+	ExemptExtra func() []netip.Prefix
 	// HostNetns is the namespace where ovs-vswitchd creates the device
 	// (empty: the agent's own).
 	HostNetns string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 
@@ -59,10 +60,17 @@ func configureHere(ctx context.Context, cfg Config) error {
 
 // ensureMasquerade installs, replacing whatever ovsnet had there before:
 //
-//	table ip ovsnet { chain postrouting { type nat hook postrouting priority srcnat;
-//	    ip saddr <podCIDR> ip daddr != <podCIDR> masquerade } }
+//	table ip ovsnet {
+//	    set cluster { type ipv4_addr; flags interval; }   # pod CIDRs of the cluster
+//	    chain postrouting { type nat hook postrouting priority srcnat;
+//	        ip saddr <podCIDR> ip daddr != @cluster masquerade } }
 //
-// or "snat to <node-ip>" when the node IP is configured.
+// or "snat to <node-ip>" when the node IP is configured. The set starts
+// with this node's pod CIDR, the cluster CIDR, when known, and
+// cfg.ExemptExtra (the other nodes' pod CIDRs, as far as the agent knows
+// them); SetClusterCIDRs replaces the other nodes' as peers come and go.
+// Both write the whole set in one transaction, so no prefix is ever briefly
+// missing.
 func ensureMasquerade(ctx context.Context, cfg Config) error {
 	nft, err := natTable()
 	if err != nil {
@@ -70,6 +78,16 @@ func ensureMasquerade(ctx context.Context, cfg Config) error {
 	}
 	tx := nft.NewTransaction()
 	tx.Add(&knftables.Table{Comment: knftables.PtrTo("ovsnet pod network")})
+	tx.Add(&knftables.Set{Name: ClusterSet, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag},
+		Comment: knftables.PtrTo("pod CIDRs of the cluster: pod traffic to them keeps its source")})
+	tx.Flush(&knftables.Set{Name: ClusterSet})
+	var extra []netip.Prefix
+	if cfg.ExemptExtra != nil {
+		extra = cfg.ExemptExtra()
+	}
+	for _, p := range mergePrefixes(append(seedPrefixes(cfg), extra...)) {
+		tx.Add(&knftables.Element{Set: ClusterSet, Key: []string{p.String()}})
+	}
 	tx.Add(&knftables.Chain{
 		Name:     "postrouting",
 		Type:     knftables.PtrTo(knftables.NATType),
@@ -83,12 +101,72 @@ func ensureMasquerade(ctx context.Context, cfg Config) error {
 	}
 	tx.Add(&knftables.Rule{
 		Chain: "postrouting",
-		Rule:  knftables.Concat("ip saddr", cfg.PodCIDR.String(), "ip daddr !=", cfg.PodCIDR.String(), action),
+		Rule:  knftables.Concat("ip saddr", cfg.PodCIDR.String(), "ip daddr != @"+ClusterSet, action),
 	})
 	if err := nft.Run(ctx, tx); err != nil {
 		return fmt.Errorf("install masquerade rule for %s: %w", cfg.PodCIDR, err)
 	}
 	return nil
+}
+
+// ClusterSet is the nftables set of prefixes pod traffic is not
+// masqueraded to.
+const ClusterSet = "cluster"
+
+func seedPrefixes(cfg Config) []netip.Prefix {
+	out := []netip.Prefix{cfg.PodCIDR}
+	if cfg.ClusterCIDR.IsValid() {
+		out = append(out, cfg.ClusterCIDR)
+	}
+	return out
+}
+
+// SetClusterCIDRs replaces the prefixes pod traffic is not masqueraded to
+// (in hostNetns; empty: the caller's): this node's pod CIDR and the cluster
+// CIDR are always kept, others are the given ones. Overlapping prefixes are
+// merged first (an interval set refuses overlaps).
+func SetClusterCIDRs(ctx context.Context, cfg Config, prefixes []netip.Prefix) error {
+	apply := func() error {
+		nft, err := natTable()
+		if err != nil {
+			return fmt.Errorf("nftables (install the nftables package): %w", err)
+		}
+		tx := nft.NewTransaction()
+		tx.Add(&knftables.Table{Comment: knftables.PtrTo("ovsnet pod network")})
+		tx.Add(&knftables.Set{Name: ClusterSet, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}})
+		tx.Flush(&knftables.Set{Name: ClusterSet})
+		for _, p := range mergePrefixes(append(seedPrefixes(cfg), prefixes...)) {
+			tx.Add(&knftables.Element{Set: ClusterSet, Key: []string{p.String()}})
+		}
+		if err := nft.Run(ctx, tx); err != nil {
+			return fmt.Errorf("set the cluster's pod CIDRs in nftables table %s: %w", NATTable, err)
+		}
+		return nil
+	}
+	if cfg.HostNetns == "" {
+		return apply()
+	}
+	return ns.WithNetNSPath(cfg.HostNetns, func(ns.NetNS) error { return apply() })
+}
+
+// mergePrefixes drops prefixes contained in another one.
+func mergePrefixes(in []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for i, p := range in {
+		p = p.Masked()
+		covered := false
+		for j, q := range in {
+			q = q.Masked()
+			if i != j && q.Bits() <= p.Bits() && q.Contains(p.Addr()) && (q.Bits() < p.Bits() || j < i) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // nat is the knftables handle of NATTable, made once: making one runs nft

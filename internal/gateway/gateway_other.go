@@ -5,8 +5,14 @@ package gateway
 import (
 	"context"
 	"errors"
+	"net/netip"
 )
 
 func configureHost(context.Context, Config) error {
 	return errors.New("gateway host configuration is only implemented on Linux")
+}
+
+// SetClusterCIDRs needs nftables, Linux only.
+func SetClusterCIDRs(context.Context, Config, []netip.Prefix) error {
+	return errors.New("masquerade exemptions are only implemented on Linux")
 }

@@ -26,6 +26,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/ovsnet/ovsnet/internal/nodes"
 )
 
 // Config says how to reach the API server and which node this is.
@@ -56,6 +58,8 @@ type Cluster struct {
 
 	mu       sync.Mutex
 	changed  chan struct{}
+	// nodesChanged is closed and replaced on every Node event.
+	nodesChanged chan struct{}
 	onDelete []func(namespace, name string, uid types.UID)
 }
 
@@ -87,14 +91,12 @@ func newCluster(cfg Config, client kubernetes.Interface) *Cluster {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Cluster{cfg: cfg, log: log, client: client, changed: make(chan struct{})}
-	// One factory per selector: the node by name, the pods by node. No
-	// periodic resync: GC runs on sync, on pod deletions and on sandbox
-	// removal; a resync would only re-deliver what handlers already saw.
-	nodeFactory := informers.NewSharedInformerFactoryWithOptions(client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", cfg.NodeName).String()
-		}))
+	c := &Cluster{cfg: cfg, log: log, client: client, changed: make(chan struct{}), nodesChanged: make(chan struct{})}
+	// One factory per selector: every Node (this one for the pod CIDR and
+	// address, the others are the peers), the pods by node. No periodic
+	// resync: GC runs on sync, on pod deletions and on sandbox removal; a
+	// resync would only re-deliver what handlers already saw.
+	nodeFactory := informers.NewSharedInformerFactoryWithOptions(client, 0)
 	podFactory := informers.NewSharedInformerFactoryWithOptions(client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
@@ -103,9 +105,9 @@ func newCluster(cfg Config, client kubernetes.Interface) *Cluster {
 	c.pods = podFactory.Core().V1().Pods().Informer()
 	c.factory = podFactory
 	_, _ = c.nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { c.notify() },
-		UpdateFunc: func(any, any) { c.notify() },
-		DeleteFunc: func(any) { c.notify() },
+		AddFunc:    func(any) { c.notify(); c.notifyNodes() },
+		UpdateFunc: func(any, any) { c.notify(); c.notifyNodes() },
+		DeleteFunc: func(any) { c.notify(); c.notifyNodes() },
 	})
 	_, _ = c.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj any) {
@@ -129,6 +131,13 @@ func newCluster(cfg Config, client kubernetes.Interface) *Cluster {
 	c.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	c.recorder = c.bcast.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ovsnet-agent", Host: cfg.NodeName})
 	return c
+}
+
+func (c *Cluster) notifyNodes() {
+	c.mu.Lock()
+	close(c.nodesChanged)
+	c.nodesChanged = make(chan struct{})
+	c.mu.Unlock()
 }
 
 func (c *Cluster) notify() {
@@ -171,14 +180,9 @@ func (c *Cluster) PodCIDR(ctx context.Context, report func(why string)) (netip.P
 		if obj, ok, _ := c.nodes.GetStore().GetByKey(c.cfg.NodeName); !ok {
 			why = "Node " + c.cfg.NodeName + " does not exist (yet)"
 		} else {
-			node := obj.(*corev1.Node)
-			cidrs := node.Spec.PodCIDRs
-			if len(cidrs) == 0 && node.Spec.PodCIDR != "" {
-				cidrs = []string{node.Spec.PodCIDR}
-			}
-			for _, s := range cidrs {
-				if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is4() {
-					return p.Masked(), nil
+			if node, ok := obj.(*corev1.Node); ok {
+				if cidrs := podCIDRs(node); len(cidrs) > 0 {
+					return cidrs[0], nil
 				}
 			}
 			why = "Node " + c.cfg.NodeName + " has no IPv4 spec.podCIDRs yet (is kube-controller-manager running with --allocate-node-cidrs?)"
@@ -221,4 +225,80 @@ func (c *Cluster) PodExists(namespace, name, uid string) bool {
 func (c *Cluster) PodEvent(namespace, name, uid, reason, message string) {
 	ref := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: namespace, Name: name, UID: types.UID(uid)}
 	c.recorder.Event(ref, corev1.EventTypeWarning, reason, message)
+}
+
+// NodeIP returns this node's first IPv4 InternalIP, once the Node is known.
+func (c *Cluster) NodeIP() (netip.Addr, bool) {
+	obj, ok, _ := c.nodes.GetStore().GetByKey(c.cfg.NodeName)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	node, ok := obj.(*corev1.Node)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	return internalIP(node)
+}
+
+func internalIP(node *corev1.Node) (netip.Addr, bool) {
+	for _, a := range node.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil && ip.Is4() {
+			return ip, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+func podCIDRs(node *corev1.Node) []netip.Prefix {
+	cidrs := node.Spec.PodCIDRs
+	if len(cidrs) == 0 && node.Spec.PodCIDR != "" {
+		cidrs = []string{node.Spec.PodCIDR}
+	}
+	var out []netip.Prefix
+	for _, s := range cidrs {
+		if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is4() {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}
+
+// Peers is a nodes.Source of every other Node with an IPv4 InternalIP and
+// pod CIDR (a Node that has neither yet is not a peer yet), from the Node
+// informer: complete once the informer has synced, changed on every Node
+// event.
+func (c *Cluster) Peers() nodes.Source { return peerSource{c} }
+
+type peerSource struct{ c *Cluster }
+
+func (p peerSource) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+
+func (p peerSource) Changed() <-chan struct{} {
+	p.c.mu.Lock()
+	defer p.c.mu.Unlock()
+	return p.c.nodesChanged
+}
+
+func (p peerSource) Peers() ([]nodes.Peer, bool) {
+	if !p.c.nodes.HasSynced() {
+		return nil, false
+	}
+	var out []nodes.Peer
+	for _, obj := range p.c.nodes.GetStore().List() {
+		node, ok := obj.(*corev1.Node)
+		if !ok || node.Name == p.c.cfg.NodeName {
+			continue
+		}
+		ip, ok := internalIP(node)
+		cidrs := podCIDRs(node)
+		if !ok || len(cidrs) == 0 {
+			continue
+		}
+		out = append(out, nodes.Peer{Name: node.Name, NodeIP: ip, PodCIDRs: cidrs})
+	}
+	nodes.Sort(out)
+	return out, true
 }

@@ -66,6 +66,7 @@ const (
 	srcMask       uint32 = 0xf
 	srcGateway    uint32 = 1
 	srcPod        uint32 = 2
+	srcTunnel     uint32 = 3
 	regSourceBits uint16 = 4
 )
 
@@ -74,6 +75,7 @@ const (
 	prioMiss     uint16 = 0
 	prioDefault  uint16 = 50
 	prioCatch    uint16 = 100
+	prioPeer     uint16 = 150
 	prioReply    uint16 = 180
 	prioEndpoint uint16 = 190
 	prioSpecific uint16 = 200
@@ -221,4 +223,68 @@ func PodFlows(pod Endpoint) []Flow {
 			[]of.Instruction{of.Apply(of.SetField{Field: of.EthDst(pod.MAC)}, of.Output{Port: pod.OFPort})},
 			of.EthType(ethTypeIPv4), of.IPv4Dst(pod.IP)),
 	}
+}
+
+// VirtualMAC is the source MAC of packets sent into a tunnel and the MAC
+// the switch answers ARP for a peer's gateway with: 0a:58 + 255.255.255.254,
+// an address no pod has.
+var VirtualMAC = net.HardwareAddr{0x0a, 0x58, 0xff, 0xff, 0xff, 0xfe}
+
+// Peer is another node as the pipeline needs it.
+type Peer struct {
+	// NodeIP is the tunnel destination.
+	NodeIP netip.Addr
+	// PodCIDRs are the peer's pod subnets; the first address of each is
+	// its gateway.
+	PodCIDRs []netip.Prefix
+}
+
+// PeerGateway is the gateway address of a pod CIDR (its first address).
+func PeerGateway(cidr netip.Prefix) netip.Addr { return cidr.Masked().Addr().Next() }
+
+// TunnelFlows admit what arrives from the tunnel port (Geneve or VXLAN,
+// flow-based: the peer is chosen per flow): it is routed traffic from
+// another node's pods, addressed to this node's gateway MAC from the
+// virtual MAC, and goes straight to the conntrack stage.
+func TunnelFlows(n Network, tunnel uint32) []Flow {
+	return []Flow{
+		flow(TableClassifier, prioSpecific, []of.Instruction{
+			of.Apply(loadSource(srcTunnel), of.SetField{Field: of.EthSrc(VirtualMAC)}, of.SetField{Field: of.EthDst(n.GatewayMAC)}),
+			of.GotoTable{Table: TableConntrackZone},
+		}, of.InPort(tunnel)),
+	}
+}
+
+// PeerFlows send a peer's pod CIDRs into the tunnel with the peer's address
+// as tunnel destination, routed (source MAC the gateway's, destination the
+// virtual MAC, TTL decremented), and answer ARP for the peer's gateway
+// address with the virtual MAC, so that the node itself reaches the peer's
+// pods through the gateway and the tunnel (its route to them is "via the
+// peer's gateway, on-link").
+func PeerFlows(n Network, tunnel uint32, p Peer) []Flow {
+	var out []Flow
+	for _, cidr := range p.PodCIDRs {
+		gw := PeerGateway(cidr)
+		arp := []of.Instruction{of.Apply(
+			of.RegMove{Src: of.Whole(of.FieldEthSrc), Dst: of.Whole(of.FieldEthDst)},
+			of.SetField{Field: of.EthSrc(VirtualMAC)},
+			of.SetField{Field: of.ARPOp(arpOpReply)},
+			of.RegMove{Src: of.Whole(of.FieldARPSHA), Dst: of.Whole(of.FieldARPTHA)},
+			of.RegMove{Src: of.Whole(of.FieldARPSPA), Dst: of.Whole(of.FieldARPTPA)},
+			of.SetField{Field: of.ARPSHA(VirtualMAC)},
+			of.SetField{Field: of.ARPSPA(gw)},
+			of.Output{Port: of.PortInPort},
+		)}
+		out = append(out,
+			flow(TableARP, prioSpecific, arp, of.EthType(ethTypeARP), of.ARPOp(arpOpRequest), of.ARPTPA(gw)),
+			flow(TableL3Forwarding, prioPeer, []of.Instruction{of.Apply(
+				of.SetField{Field: of.EthSrc(n.GatewayMAC)},
+				of.SetField{Field: of.EthDst(VirtualMAC)},
+				of.DecNwTTL{},
+				of.SetField{Field: of.TunIPv4Dst(p.NodeIP)},
+				of.Output{Port: tunnel},
+			)}, of.EthType(ethTypeIPv4), of.IPv4DstPrefix(cidr)),
+		)
+	}
+	return out
 }

@@ -43,7 +43,11 @@ type Owner string
 const (
 	OwnerBase    Owner = "base"
 	OwnerGateway Owner = "gateway"
+	OwnerTunnel  Owner = "tunnel"
 )
+
+// PeerOwner is the owner of the flows that reach another node.
+func PeerOwner(node string) Owner { return Owner("peer/" + node) }
 
 // PodOwner is the owner of a pod interface's flows.
 func PodOwner(containerID, ifName string) Owner { return Owner("pod/" + containerID + "/" + ifName) }

@@ -81,9 +81,11 @@ type Config struct {
 	Bridge  string
 	Network pipeline.Network
 	MTU     int
-	// DisableTxChecksumOffload is set for the userspace datapath, where TCP
-	// between pods fails with checksum offload on.
-	DisableTxChecksumOffload bool
+	// TxChecksumOffloadOff, asked at each ADD, says whether to turn TX
+	// checksum offload off on the pod end: the userspace datapath needs it
+	// (TCP between pods fails otherwise) unless it runs with
+	// userspace-tso-enable. Nil: keep the offloads.
+	TxChecksumOffloadOff func() bool
 	// AsyncInterfaces: ADD declares the port and returns; the interface is
 	// created afterwards and flows follow when OVS reports the port (the
 	// model of platforms where the runtime creates the NIC after ADD).
@@ -233,8 +235,9 @@ func (s *Service) Sync(ctx context.Context) error {
 func (s *Service) podnetConfig(a attachments.Attachment) podnet.Config {
 	return podnet.Config{
 		NetnsPath: a.Netns, IfName: a.IfName, HostIfName: a.HostIfName, MAC: a.MAC, MTU: s.cfg.MTU,
-		Address: a.IP, Gateway: s.cfg.Network.GatewayIP, DisableTxChecksumOffload: s.cfg.DisableTxChecksumOffload,
-		HostNetns: s.cfg.HostNetns,
+		Address: a.IP, Gateway: s.cfg.Network.GatewayIP,
+		DisableTxChecksumOffload: s.cfg.TxChecksumOffloadOff != nil && s.cfg.TxChecksumOffloadOff(),
+		HostNetns:                s.cfg.HostNetns,
 	}
 }
 

@@ -26,11 +26,14 @@ type BridgeSpec struct {
 	ExternalIDs map[string]string
 	// OtherConfig is merged into the bridge's other_config.
 	OtherConfig map[string]string
+	// FailMode is "secure" (the default: no flow but the agent's) or
+	// "standalone" (OVS's NORMAL switching, for an uplink bridge).
+	FailMode string
 }
 
 // EnsureBridge creates the bridge or brings its configuration in line with
-// spec, always with fail_mode=secure (no NORMAL flow while the agent is
-// away), and in the same transaction increments Open_vSwitch.next_cfg. It
+// spec, with fail_mode=secure unless spec says otherwise (no NORMAL flow
+// while the agent is away), and in the same transaction increments Open_vSwitch.next_cfg. It
 // returns the new next_cfg: once Open_vSwitch.cur_cfg reaches it, a live
 // ovs-vswitchd has applied this very configuration (ovs-vsctl waits the same
 // way). The bump happens on every call, so calling again after ovs-vswitchd
@@ -61,6 +64,12 @@ func (c *Client) EnsureBridge(ctx context.Context, spec BridgeSpec) (nextCfg int
 
 	var ops []ovsdb.Operation
 	failMode := vswitch.BridgeFailModeSecure
+	if spec.FailMode != "" {
+		if spec.FailMode != vswitch.BridgeFailModeSecure && spec.FailMode != vswitch.BridgeFailModeStandalone {
+			return 0, fmt.Errorf("ensure bridge %s: fail mode %q: want secure or standalone", spec.Name, spec.FailMode)
+		}
+		failMode = spec.FailMode
+	}
 	if !haveBridge {
 		iface := &vswitch.Interface{UUID: "ovsnet_br_iface", Name: spec.Name, Type: "internal"}
 		port := &vswitch.Port{UUID: "ovsnet_br_port", Name: spec.Name, Interfaces: []string{iface.UUID}}

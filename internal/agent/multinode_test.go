@@ -1,0 +1,335 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ovsnet/ovsnet/internal/agent"
+	"github.com/ovsnet/ovsnet/internal/cnitest"
+	"github.com/ovsnet/ovsnet/internal/crossnode"
+	"github.com/ovsnet/ovsnet/internal/health"
+	"github.com/ovsnet/ovsnet/internal/ovs/ovstest"
+	"github.com/ovsnet/ovsnet/internal/ovssandbox"
+	"github.com/ovsnet/ovsnet/internal/testenv"
+)
+
+// node is one node of a multi-node test: its own OVS (in its own network
+// namespace, which is the node's), its own agent and its pods.
+type node struct {
+	t     *testing.T
+	n     int
+	o     *ovstest.OVS
+	a     *runningAgent
+	rt    *cnitest.Runtime
+	cfg   agent.Config
+	peers string
+	pods  []*testPod
+}
+
+func (nd *node) ip() string      { return fmt.Sprintf("172.31.214.%d", nd.n) }
+func (nd *node) podCIDR() string { return fmt.Sprintf("10.214.%d.0/24", nd.n) }
+
+// twoNodes starts two nodes joined by an underlay veth (172.31.214.0/24),
+// each running an agent in mode with the other as its peer, and two pods on
+// each.
+func twoNodes(t *testing.T, ctx context.Context, mode string) []*node {
+	t.Helper()
+	testenv.RequireCommands(t, "ip", "ping", "nft")
+	bin, err := cnitest.SharedPluginDir(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := []*node{{t: t, n: 1}, {t: t, n: 2}}
+	for _, nd := range nodes {
+		nd.o = ovstest.Start(t, ovstest.Options{})
+	}
+	ns1, ns2 := nodes[0].o.Netns(), nodes[1].o.Netns()
+	for _, args := range [][]string{
+		{"ip", "-n", ns1, "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0", "netns", ns2},
+		{"ip", "-n", ns1, "addr", "add", nodes[0].ip() + "/24", "dev", "uplink0"},
+		{"ip", "-n", ns2, "addr", "add", nodes[1].ip() + "/24", "dev", "uplink0"},
+		{"ip", "-n", ns1, "link", "set", "uplink0", "up"},
+		{"ip", "-n", ns2, "link", "set", "uplink0", "up"},
+	} {
+		if out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", args, err, out)
+		}
+	}
+	for i, nd := range nodes {
+		other := nodes[1-i]
+		dir := t.TempDir()
+		nd.peers = filepath.Join(dir, "peers", "peers.yaml")
+		if err := os.MkdirAll(filepath.Dir(nd.peers), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		nd.writePeers(other)
+		cfg := agent.Defaults()
+		cfg.OVSDB, cfg.OVSRunDir, cfg.DatapathType, cfg.HealthAddr = nd.o.DBEndpoint(), nd.o.Dir(), "netdev", "127.0.0.1:0"
+		// No --cluster-cidr: the peers' pod CIDRs alone must be exempt from
+		// the masquerade.
+		cfg.PodCIDR, cfg.NodeIP = nd.podCIDR(), nd.ip()
+		cfg.TrafficMode, cfg.PeersFile = mode, nd.peers
+		cfg.StateDir, cfg.CNISocket = dir+"/state", dir+"/cni.sock"
+		cfg.HostNetns = nd.o.NetnsPath()
+		nd.cfg = cfg
+		a, err := agent.New(cfg, logger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd.a = runAgent(t, a)
+		if err := a.Status().WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if nd.rt, err = cnitest.NewRuntime(bin, dir+"/cache", cfg.CNISocket, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, nd := range nodes {
+		for j := range 2 {
+			n, err := cnitest.NewNetns(ctx, "ovsnet-mn-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = n.Delete() })
+			p := &testPod{Pod: cnitest.Pod{Name: fmt.Sprintf("n%d-p%d", nd.n, j), Namespace: "default",
+				ContainerID: fmt.Sprintf("n%dp%d%s", nd.n, j, strings.Repeat("0", 22)), Netns: n.Path}, ns: n}
+			res, err := nd.rt.Add(ctx, p.Pod)
+			if err != nil {
+				t.Fatalf("ADD %s: %v", p.Name, err)
+			}
+			p.ip = res.IPs[0].Address.IP.String()
+			nd.pods = append(nd.pods, p)
+		}
+	}
+	return nodes
+}
+
+func (nd *node) writePeers(peers ...*node) {
+	nd.t.Helper()
+	var b strings.Builder
+	b.WriteString("peers:\n")
+	for _, p := range peers {
+		fmt.Fprintf(&b, "  - name: node-%d\n    nodeIP: %s\n    podCIDRs: [%s]\n", p.n, p.ip(), p.podCIDR())
+	}
+	// Atomically, as a ConfigMap update or an editor does.
+	tmp := nd.peers + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+		nd.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, nd.peers); err != nil {
+		nd.t.Fatal(err)
+	}
+}
+
+// reach pings ip from netns until one answer comes (the first packet to a
+// new underlay neighbour can be lost while OVS resolves its MAC), bounded
+// by ctx.
+func reach(ctx context.Context, netns, ip string) error {
+	var out []byte
+	var err error
+	for ctx.Err() == nil {
+		out, err = exec.CommandContext(ctx, "ip", "netns", "exec", netns, "ping", "-c", "1", "-W", "1", ip).CombinedOutput()
+		if err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("ping %s from %s: %v: %s", ip, netns, err, out)
+}
+
+// TestTwoNodes runs two agents on two nodes in each traffic mode and checks
+// that every pod reaches every pod (ping and TCP) with its own source
+// address, that a node reaches the other node's pods and they reach it, that
+// nothing between pods is masqueraded, and that taking a peer out of the
+// peers file removes its route and flows (and putting it back restores
+// them) without disturbing the pods of the same node.
+func TestTwoNodes(t *testing.T) {
+	for _, mode := range []string{"noencap", "geneve", "vxlan"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			nodes := twoNodes(t, ctx, mode)
+			var all []*testPod
+			for _, nd := range nodes {
+				all = append(all, nd.pods...)
+			}
+			pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+			defer pcancel()
+			var wg sync.WaitGroup
+			errs := make(chan error, len(all)*len(all))
+			for _, a := range all {
+				for _, b := range all {
+					if a == b {
+						continue
+					}
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if err := reach(pctx, a.ns.Name, b.ip); err != nil {
+							errs <- err
+						}
+					}()
+				}
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			if t.Failed() {
+				t.FailNow()
+			}
+			a, b := nodes[0].pods[0], nodes[1].pods[0]
+			// TCP across, and the receiver sees the sender's own address.
+			if err := cnitest.TCPTransfer(pctx, a.Netns, b.Netns, b.ip, 4<<20); err != nil {
+				t.Fatalf("TCP %s -> %s: %v", a.Name, b.Name, err)
+			}
+			echo, err := cnitest.StartEcho(b.Netns, b.ip, 8080)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer echo.Close()
+			got, err := cnitest.TCPEcho(pctx, a.Netns, b.ip+":8080", "hello")
+			if err != nil || got != "hello from "+a.ip {
+				t.Fatalf("echo across nodes: %q, %v; want the client's own address %s", got, err, a.ip)
+			}
+			// The pod MTU is the underlay's minus the mode's overhead, and
+			// a packet of exactly that size crosses (not fragmented).
+			want := 1500
+			if mode != "noencap" {
+				want = 1450
+			}
+			if out, _ := a.ns.Exec(pctx, "cat", "/sys/class/net/eth0/mtu"); strings.TrimSpace(out) != fmt.Sprint(want) {
+				t.Fatalf("pod MTU %q, want %d", strings.TrimSpace(out), want)
+			}
+			if out, err := a.ns.Exec(pctx, "ping", "-c", "1", "-W", "2", "-M", "do", "-s", fmt.Sprint(want-28), b.ip); err != nil {
+				t.Fatalf("a full-MTU packet across nodes: %v %s", err, out)
+			}
+			// Node -> remote pod and remote pod -> node.
+			if err := reach(pctx, nodes[0].o.Netns(), b.ip); err != nil {
+				t.Fatalf("node 1 -> pod on node 2: %v", err)
+			}
+			if err := reach(pctx, b.ns.Name, nodes[0].ip()); err != nil {
+				t.Fatalf("pod on node 2 -> node 1: %v", err)
+			}
+
+			// Node 2 leaves node 1's peer list: its route and flows go,
+			// node 1's own pods keep talking.
+			nd := nodes[0]
+			nd.writePeers()
+			if err := nd.a.CrossNode().WaitStatus(pctx, func(st crossnode.Status) bool { return st.Synced && len(st.Peers) == 0 }); err != nil {
+				t.Fatal(err)
+			}
+			if out := nd.o.InNetns("ip", "route", "show", "proto", "79"); strings.TrimSpace(out) != "" {
+				t.Fatalf("routes to the removed peer left: %s", out)
+			}
+			for _, f := range (&podEnv{a: nd.a, ctx: ctx}).apiFlows(t) {
+				if strings.HasPrefix(f.Owner, "peer/") {
+					t.Fatalf("flow of the removed peer left: %s %s", f.Owner, f.Text)
+				}
+			}
+			if err := reach(pctx, nd.pods[0].ns.Name, nd.pods[1].ip); err != nil {
+				t.Fatalf("same-node traffic after the peer left: %v", err)
+			}
+			nd.writePeers(nodes[1])
+			if err := nd.a.CrossNode().WaitStatus(pctx, func(st crossnode.Status) bool { return st.Synced && len(st.Peers) == 1 }); err != nil {
+				t.Fatal(err)
+			}
+			if err := reach(pctx, a.ns.Name, b.ip); err != nil {
+				t.Fatalf("after the peer came back: %v", err)
+			}
+		})
+	}
+}
+
+// A pod MTU that cannot cross the underlay with the mode's overhead is
+// refused at start-up (the userspace datapath would drop such packets
+// without a word), naming the numbers; unset, it is derived.
+func TestMTUThatCannotCrossIsRefused(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "ip")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := cnitest.NewNetns(ctx, "ovsnet-mtu-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = n.Delete() }()
+	for _, args := range [][]string{
+		{"ip", "-n", n.Name, "link", "add", "up0", "type", "veth", "peer", "name", "up1"},
+		{"ip", "-n", n.Name, "addr", "add", "172.31.215.1/24", "dev", "up0"},
+	} {
+		if out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", args, err, out)
+		}
+	}
+	cfg := agent.Defaults()
+	cfg.PodCIDR, cfg.NodeIP, cfg.HostNetns, cfg.StateDir = "10.215.1.0/24", "172.31.215.1", n.Path, t.TempDir()
+	cfg.MTU, cfg.TrafficMode = 1500, "geneve"
+	if _, err := agent.New(cfg, logger()); err == nil || !strings.Contains(err.Error(), "at most 1450") {
+		t.Fatalf("--mtu 1500 with geneve over a 1500 uplink: %v, want a refusal naming 1450", err)
+	}
+	cfg.TrafficMode = "noencap"
+	if _, err := agent.New(cfg, logger()); err != nil {
+		t.Fatalf("--mtu 1500 routed over a 1500 uplink: %v", err)
+	}
+}
+
+// With ovs-vswitchd started with userspace-tso-enable, pods keep their
+// checksum offloads in routed mode (and TCP works); with a tunnel mode the
+// agent refuses to become ready and says why.
+func TestUserspaceTSO(t *testing.T) {
+	testenv.RequireCommands(t, "ip", "ethtool", "nft")
+	for _, mode := range []string{"noencap", "geneve"} {
+		t.Run(mode, func(t *testing.T) {
+			o := ovstest.Start(t, ovstest.Options{NoVswitchd: true})
+			o.Vsctl("--no-wait", "init", "--", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true")
+			o.StartVswitchd(ovssandbox.Detached)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			dir := t.TempDir()
+			cfg := agent.Defaults()
+			cfg.OVSDB, cfg.OVSRunDir, cfg.DatapathType, cfg.HealthAddr = o.DBEndpoint(), o.Dir(), "netdev", "127.0.0.1:0"
+			cfg.PodCIDR, cfg.TrafficMode, cfg.StateDir, cfg.CNISocket = "10.216.1.0/24", mode, dir+"/state", dir+"/cni.sock"
+			cfg.HostNetns = o.NetnsPath()
+			a, err := agent.New(cfg, logger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			runAgent(t, a)
+			if mode == "geneve" {
+				err := a.Status().WaitFor(ctx, func(st health.Status) bool { return strings.Contains(st.Reason, "userspace-tso-enable") })
+				if err != nil {
+					t.Fatalf("agent with TSO and a tunnel mode: %v, want it not ready naming userspace-tso-enable", err)
+				}
+				return
+			}
+			if err := a.Status().WaitReady(ctx); err != nil {
+				t.Fatal(err)
+			}
+			e := &podEnv{t: t, o: o, ctx: ctx, cfg: cfg}
+			bin, err := cnitest.SharedPluginDir(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.rt, err = cnitest.NewRuntime(bin, dir+"/cache", cfg.CNISocket, ""); err != nil {
+				t.Fatal(err)
+			}
+			p, q := e.newPod(), e.newPod()
+			e.add(p)
+			e.add(q)
+			if out, _ := p.ns.Exec(ctx, "ethtool", "-k", "eth0"); !strings.Contains(out, "tx-checksumming: on") {
+				t.Fatalf("pod offloads with userspace TSO: %s", out)
+			}
+			if err := cnitest.TCPTransfer(ctx, p.Netns, q.Netns, q.ip, 16<<20); err != nil {
+				t.Fatalf("TCP between pods with offloads on: %v", err)
+			}
+		})
+	}
+}
