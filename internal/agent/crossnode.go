@@ -69,7 +69,7 @@ func (a *Agent) gatewayConfig() gateway.Config {
 		GatewayIP: a.network.GatewayIP, MAC: a.network.GatewayMAC, MTU: a.mtu,
 		Masquerade: true, NodeIP: a.nodeIP(), ClusterCIDR: cluster, HostNetns: a.cfg.HostNetns,
 		ExemptExtra: a.peerCIDRs,
-		DB: a.db, Ports: a.ports, Logger: a.log.With("component", "gateway"),
+		DB:          a.db, Ports: a.ports, Logger: a.log.With("component", "gateway"),
 	}
 }
 

@@ -56,11 +56,11 @@ type Cluster struct {
 	recorder record.EventRecorder
 	bcast    record.EventBroadcaster
 
-	mu       sync.Mutex
-	changed  chan struct{}
+	mu      sync.Mutex
+	changed chan struct{}
 	// nodesChanged is closed and replaced on every Node event.
 	nodesChanged chan struct{}
-	onDelete []func(namespace, name string, uid types.UID)
+	onDelete     []func(namespace, name string, uid types.UID)
 }
 
 // New builds the client and informers; Run starts them.

@@ -148,4 +148,3 @@ func (s Static) Peers() ([]Peer, bool) { return clonePeers(s.List), true }
 
 // Changed implements Source: a static set never changes.
 func (s Static) Changed() <-chan struct{} { return nil }
-
