@@ -44,6 +44,9 @@ func TestInstalledFlows(t *testing.T) {
 		pipeline.OwnerGateway: pipeline.GatewayFlows(n, pipeline.Endpoint{OFPort: 1, IP: n.GatewayIP, MAC: n.GatewayMAC}),
 		pipeline.PodOwner("c", "eth0"): pipeline.PodFlows(pipeline.Endpoint{OFPort: 2,
 			IP: netip.MustParseAddr("10.244.0.2"), MAC: net.HardwareAddr{0x0a, 0x58, 10, 244, 0, 2}}),
+		pipeline.OwnerTunnel: pipeline.TunnelFlows(n, 10),
+		pipeline.PeerOwner("node-b"): pipeline.PeerFlows(n, 10, pipeline.Peer{NodeIP: netip.MustParseAddr("172.31.213.2"),
+			PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24")}}),
 	} {
 		_ = m.Set(ctx, owner, flows)
 	}
