@@ -37,17 +37,11 @@ func main() {
 		Short: "CNI ADD/DEL through the real plugin binary, with per-phase breakdown, beside the raw floor",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cni.Out = cmd.OutOrStdout()
-			if cni.PluginDir == "" {
-				dir, err := os.MkdirTemp("", "ovsnet-bench-plugin-")
-				if err != nil {
-					return err
-				}
-				defer os.RemoveAll(dir)
-				if err := cnitest.BuildPlugin(cmd.Context(), dir); err != nil {
-					return err
-				}
-				cni.PluginDir = dir
+			done, err := ensurePlugin(cmd, &cni.PluginDir)
+			if err != nil {
+				return err
 			}
+			defer done()
 			return bench.CNI(cmd.Context(), cni)
 		},
 	}
@@ -88,17 +82,11 @@ func main() {
 			default:
 				return fmt.Errorf("--flow-restore-wait %q: want off, on or both", frw)
 			}
-			if restart.PluginDir == "" {
-				dir, err := os.MkdirTemp("", "ovsnet-bench-plugin-")
-				if err != nil {
-					return err
-				}
-				defer os.RemoveAll(dir)
-				if err := cnitest.BuildPlugin(cmd.Context(), dir); err != nil {
-					return err
-				}
-				restart.PluginDir = dir
+			done, err := ensurePlugin(cmd, &restart.PluginDir)
+			if err != nil {
+				return err
 			}
+			defer done()
 			return bench.Restart(cmd.Context(), restart)
 		},
 	}
@@ -111,10 +99,66 @@ func main() {
 	restartCmd.Flags().BoolVar(&restart.Timeline, "timeline", false, "print each restart's agent log records on the benchmark's clock")
 	root.AddCommand(restartCmd)
 
+	var dp bench.DatapathConfig
+	servicesCmd := &cobra.Command{
+		Use:   "services",
+		Short: "pod -> ClusterIP (host DNAT) with a same-node endpoint: TCP connect time and throughput, beside pod -> pod",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dp.Out = cmd.OutOrStdout()
+			done, err := ensurePlugin(cmd, &dp.PluginDir)
+			if err != nil {
+				return err
+			}
+			defer done()
+			return bench.Services(cmd.Context(), dp)
+		},
+	}
+	crossCmd := &cobra.Command{
+		Use:   "crossnode",
+		Short: "two nodes per traffic mode: cross-node RTT and throughput beside same-node and the bare underlay; peer join latency",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dp.Out = cmd.OutOrStdout()
+			done, err := ensurePlugin(cmd, &dp.PluginDir)
+			if err != nil {
+				return err
+			}
+			defer done()
+			return bench.CrossNode(cmd.Context(), dp)
+		},
+	}
+	for _, c := range []*cobra.Command{servicesCmd, crossCmd} {
+		c.Flags().IntVar(&dp.Conns, "conns", 1000, "TCP connections timed per target")
+		c.Flags().IntVar(&dp.RTTs, "rtts", 1000, "UDP round trips per path")
+		c.Flags().IntVar(&dp.Seconds, "seconds", 5, "length of each throughput measurement")
+		c.Flags().IntVar(&dp.Rounds, "rounds", 4, "interleaved rounds per target")
+		c.Flags().StringVar(&dp.PluginDir, "plugin-dir", "", "directory with the built plugin binary \"ovsnet\" (default: build it)")
+		root.AddCommand(c)
+	}
+	crossCmd.Flags().StringSliceVar(&dp.Modes, "modes", []string{"noencap", "geneve", "vxlan"}, "traffic modes to measure")
+	crossCmd.Flags().IntVar(&dp.Joins, "joins", 20, "times a peer joining is timed")
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "ovsnet-bench:", err)
 		os.Exit(1)
 	}
+}
+
+// ensurePlugin builds the plugin into a temporary directory unless *dir
+// names one; done removes what it built.
+func ensurePlugin(cmd *cobra.Command, dir *string) (done func(), err error) {
+	if *dir != "" {
+		return func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", "ovsnet-bench-plugin-")
+	if err != nil {
+		return nil, err
+	}
+	if err := cnitest.BuildPlugin(cmd.Context(), tmp); err != nil {
+		_ = os.RemoveAll(tmp)
+		return nil, err
+	}
+	*dir = tmp
+	return func() { _ = os.RemoveAll(tmp) }, nil
 }

@@ -327,6 +327,7 @@ func (a *Agent) setupPodNetwork(cidr netip.Prefix) error {
 		// a veth hands over, unless ovs-vswitchd runs with
 		// userspace-tso-enable (then pods keep their offloads).
 		TxChecksumOffloadOff: func() bool { return a.cfg.DatapathType == "netdev" && !a.tso.Load() },
+		QuietHostEnds:        a.cfg.DatapathType == "netdev",
 		AsyncInterfaces:      a.cfg.AsyncInterfaces,
 		HostNetns:            a.cfg.HostNetns,
 		IPAM:                 alloc,

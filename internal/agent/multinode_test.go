@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -186,6 +187,22 @@ func TestTwoNodes(t *testing.T) {
 				t.FailNow()
 			}
 			a, b := nodes[0].pods[0], nodes[1].pods[0]
+			// Only the switch answers a pod's ARP for its gateway: were
+			// the kernel to answer on the host end too, the pod would send
+			// to the host end's MAC and the kernel would route copies.
+			gw := netip.MustParsePrefix(nodes[0].podCIDR()).Addr().Next()
+			macs, err := cnitest.ARPReplies(pctx, a.Netns, "eth0", netip.MustParseAddr(a.ip), gw, 300*time.Millisecond)
+			if err != nil || len(macs) != 1 {
+				t.Fatalf("ARP for the gateway %s from %s: %v answers %v, want exactly the switch's", gw, a.Name, err, macs)
+			}
+			// Each packet arrives once: neither node's kernel answers or
+			// routes beside OVS (pod host ends, the uplink).
+			for _, dst := range []string{b.ip, nodes[0].pods[1].ip, nodes[0].ip(), nodes[1].ip()} {
+				out, err := a.ns.Exec(pctx, "ping", "-c", "3", "-i", "0.2", "-W", "2", dst)
+				if err != nil || strings.Contains(out, "DUP!") {
+					t.Fatalf("ping %s from %s: %v\n%s", dst, a.Name, err, out)
+				}
+			}
 			// TCP across, and the receiver sees the sender's own address.
 			if err := cnitest.TCPTransfer(pctx, a.Netns, b.Netns, b.ip, 4<<20); err != nil {
 				t.Fatalf("TCP %s -> %s: %v", a.Name, b.Name, err)

@@ -196,3 +196,17 @@ func (p *prober) outage(at time.Time) (outage, error) {
 	}
 	return o, nil
 }
+
+// firstEchoAfter returns the earliest echo of a probe sent after t (zero:
+// none yet).
+func (p *prober) firstEchoAfter(t time.Time) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var first time.Time
+	for i, r := range p.recv {
+		if !r.IsZero() && p.sent[i].After(t) && (first.IsZero() || r.Before(first)) {
+			first = r
+		}
+	}
+	return first
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+	"sigs.k8s.io/knftables"
 
 	"github.com/ovsnet/ovsnet/internal/ovs/ovsdb"
 	"github.com/ovsnet/ovsnet/internal/ovs/ovsdb/vswitch"
@@ -90,7 +91,39 @@ func EnsureUplinkBridge(ctx context.Context, cfg UplinkBridgeConfig) error {
 			return fmt.Errorf("add uplink %s to %s: %w", up.Name, cfg.Bridge, err)
 		}
 	}
-	return LinuxHost{Netns: cfg.Netns}.in(func() error { return moveAddresses(ctx, up, cfg.Bridge, log) })
+	return LinuxHost{Netns: cfg.Netns}.in(func() error {
+		if err := moveAddresses(ctx, up, cfg.Bridge, log); err != nil {
+			return err
+		}
+		return silenceUplink(ctx, up.Name)
+	})
+}
+
+// UplinkTable is the nftables table (family netdev) that keeps the
+// kernel's stack off the uplink.
+const UplinkTable = "ovsnet-uplink"
+
+// silenceUplink drops every frame the uplink receives at its ingress hook,
+// which runs after the packet sockets OVS reads the uplink through: the
+// node's address (and the uplink's MAC) now belong to the uplink bridge,
+// and the kernel, which would otherwise answer on the uplink too (weak host
+// model), would duplicate every packet for the node and answer the tunnels'
+// UDP with "port unreachable".
+func silenceUplink(ctx context.Context, uplink string) error {
+	nft, err := knftables.New(knftables.NetDevFamily, UplinkTable)
+	if err != nil {
+		return fmt.Errorf("nftables (install the nftables package): %w", err)
+	}
+	tx := nft.NewTransaction()
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo("ovsnet: the uplink belongs to the OVS uplink bridge")})
+	tx.Add(&knftables.Chain{Name: "ingress", Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(knftables.IngressHook),
+		Device: knftables.PtrTo(uplink), Priority: knftables.PtrTo(knftables.BaseChainPriority("-500"))})
+	tx.Flush(&knftables.Chain{Name: "ingress"})
+	tx.Add(&knftables.Rule{Chain: "ingress", Rule: "drop"})
+	if err := nft.Run(ctx, tx); err != nil {
+		return fmt.Errorf("keep the kernel off uplink %s: %w", uplink, err)
+	}
+	return nil
 }
 
 // moveAddresses moves the IPv4 addresses and routes of the uplink to the

@@ -75,6 +75,10 @@ type Config struct {
 	// Set it for OVS's userspace (netdev) datapath: it does not complete the
 	// partial checksums a veth hands over, so TCP between pods fails.
 	DisableTxChecksumOffload bool
+	// QuietHostEnd keeps the host's kernel from answering ARP on the host
+	// end. Set it for the userspace datapath, where the kernel sees the
+	// host end's frames beside OVS.
+	QuietHostEnd bool
 	// HostNetns is the network namespace (a path) that holds the host end,
 	// where ovs-vswitchd runs. Empty means the plumber's default: the one
 	// given by WithHostNetns, else the caller's namespace.

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 
+	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -290,6 +292,11 @@ func (p *plumber) configure(ctx context.Context, s *session, cfg Config, podLink
 		return nil, podErr(cfg, "look up host interface "+cfg.HostIfName, err)
 	}
 	ha := hostLink.Attrs()
+	if cfg.QuietHostEnd {
+		if err := p.quietHostEnd(cfg); err != nil {
+			return nil, podErr(cfg, "silence host interface "+cfg.HostIfName, err)
+		}
+	}
 	if ha.MTU != cfg.MTU {
 		if err := s.host.nl.LinkSetMTU(hostLink, cfg.MTU); err != nil {
 			return nil, podErr(cfg, fmt.Sprintf("set MTU %d on host interface %s", cfg.MTU, cfg.HostIfName), err)
@@ -507,4 +514,20 @@ func (p *plumber) teardownHostEnd(netnsPath, hostIfName string) error {
 	}
 	p.log.Debug("deleted host veth whose pod end was unreachable", "netns", netnsPath, "hostIfname", hostIfName, "hostNetns", host.name)
 	return nil
+}
+
+// quietHostEnd makes the host's kernel not answer ARP on the host end
+// (arp_ignore 8). On the userspace datapath OVS reads the host end through a
+// packet socket and the kernel's own stack still sees every frame: were it
+// to answer a pod's ARP for the gateway (a local address), the pod would
+// send to the host end's MAC and the kernel would route a copy of every such
+// packet beside the one OVS forwards.
+func (p *plumber) quietHostEnd(cfg Config) error {
+	write := func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/conf/"+cfg.HostIfName+"/arp_ignore", []byte("8"), 0o644)
+	}
+	if hn := p.hostNetns(cfg); hn != "" {
+		return ns.WithNetNSPath(hn, func(ns.NetNS) error { return write() })
+	}
+	return write()
 }

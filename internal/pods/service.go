@@ -86,6 +86,9 @@ type Config struct {
 	// (TCP between pods fails otherwise) unless it runs with
 	// userspace-tso-enable. Nil: keep the offloads.
 	TxChecksumOffloadOff func() bool
+	// QuietHostEnds is set for the userspace datapath (see
+	// podnet.Config.QuietHostEnd).
+	QuietHostEnds bool
 	// AsyncInterfaces: ADD declares the port and returns; the interface is
 	// created afterwards and flows follow when OVS reports the port (the
 	// model of platforms where the runtime creates the NIC after ADD).
@@ -237,6 +240,7 @@ func (s *Service) podnetConfig(a attachments.Attachment) podnet.Config {
 		NetnsPath: a.Netns, IfName: a.IfName, HostIfName: a.HostIfName, MAC: a.MAC, MTU: s.cfg.MTU,
 		Address: a.IP, Gateway: s.cfg.Network.GatewayIP,
 		DisableTxChecksumOffload: s.cfg.TxChecksumOffloadOff != nil && s.cfg.TxChecksumOffloadOff(),
+		QuietHostEnd:             s.cfg.QuietHostEnds,
 		HostNetns:                s.cfg.HostNetns,
 	}
 }
