@@ -465,6 +465,7 @@ func crossNodeMode(ctx context.Context, cfg DatapathConfig, mode string) error {
 	// A peer joins: node 2 leaves node 1's peers file, then comes back
 	// while a pod of node 1 probes a pod of node 2 every millisecond.
 	var join, applied Sample
+	failed := 0
 	cn := n1.a.CrossNode()
 	for range cfg.Joins {
 		if err := n1.writePeers(); err != nil {
@@ -501,10 +502,17 @@ func crossNodeMode(ctx context.Context, cfg DatapathConfig, mode string) error {
 		stop()
 		pr.wg.Wait()
 		if err != nil {
-			return fmt.Errorf("peer join: %w", err)
+			// Counted and reported, not fatal: one bad join must not hide
+			// the other figures.
+			failed++
+			fmt.Fprintf(cfg.Out, "%s: peer join %d: no echo within 10 s of the peers file change: %v\n", mode, len(join)+failed, err)
+			continue
 		}
 		join = append(join, first.Sub(t0))
 		applied = append(applied, at.Sub(t0))
+	}
+	if failed > 0 {
+		fmt.Fprintf(cfg.Out, "%s: %d of %d peer joins got no echo within 10 s\n", mode, failed, cfg.Joins)
 	}
 	WriteTable(cfg.Out, fmt.Sprintf("%s: a peer joins (peers file replaced, %d times; probe every 1 ms)", mode, len(join)), []Row{
 		{Name: "file replaced -> routes and flows applied", Sample: applied},
