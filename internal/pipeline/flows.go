@@ -9,7 +9,11 @@
 //	10 SpoofGuard      a pod sends only from its own IP and MAC (IPv4 and ARP)
 //	20 ARP             answer ARP for the gateway; deliver other ARP by target IP, pods' replies to the gateway
 //	30 ConntrackZone   IPv4 through the connection tracker (zone 65520)
-//	31 ConntrackState  established and related traffic skips the commit
+//	31 ConntrackState  established and related traffic skips policy and the commit
+//	40 EgressRule      NetworkPolicy egress rules (conjunctive matches) allow
+//	41 EgressDefault   drop what an egress-isolated pod sends that no rule allowed
+//	50 IngressRule     the node's own traffic; NetworkPolicy ingress rules allow
+//	51 IngressDefault  drop what an ingress-isolated pod receives that no rule allowed
 //	60 ConntrackCommit commit new connections; those entering from the gateway get ct_mark 0x1
 //	70 L3Forwarding    replies to gateway connections back to the gateway; then by destination IP
 //
@@ -159,7 +163,11 @@ func BaseFlows() []Flow {
 			of.EthType(ethTypeIPv4), of.CTState(of.CTStateTracked|of.CTStateEstablished, 0)),
 		flow(TableConntrackState, prioSpecific, gotoTable(TableL3Forwarding),
 			of.EthType(ethTypeIPv4), of.CTState(of.CTStateTracked|of.CTStateRelated, 0)),
-		flow(TableConntrackState, prioMiss, gotoTable(TableConntrackCommit)),
+		flow(TableConntrackState, prioMiss, gotoTable(TableEgressRule)),
+		flow(TableEgressRule, prioMiss, gotoTable(TableEgressDefault)),
+		flow(TableEgressDefault, prioMiss, gotoTable(TableIngressRule)),
+		flow(TableIngressRule, prioMiss, gotoTable(TableIngressDefault)),
+		flow(TableIngressDefault, prioMiss, gotoTable(TableConntrackCommit)),
 		flow(TableConntrackCommit, prioSpecific, commit(true),
 			of.EthType(ethTypeIPv4), of.CTState(of.CTStateTracked|of.CTStateNew, 0), fromSource(srcGateway)),
 		flow(TableConntrackCommit, prioEndpoint, commit(false),

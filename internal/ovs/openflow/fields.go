@@ -87,6 +87,8 @@ var (
 	FieldCTZone     = FieldID{Class: ClassNXM1, Field: 106}
 	FieldCTMark     = FieldID{Class: ClassNXM1, Field: 107}
 	FieldCTLabel    = FieldID{Class: ClassNXM1, Field: 108}
+	// FieldConjID is the id of the conjunctive match a packet satisfied.
+	FieldConjID = FieldID{Class: ClassNXM1, Field: 37}
 )
 
 // RegField is NXM_NX_REGn (n in 0..15, 32 bits).
@@ -124,7 +126,8 @@ type fieldDef struct {
 
 // Print order, following ovs-ofctl.
 const (
-	ordPktMark = iota + 1
+	ordConjID = iota + 1
+	ordPktMark
 	ordCTState
 	ordCTZone
 	ordCTMark
@@ -204,6 +207,7 @@ func buildFieldDefs() map[FieldID]fieldDef {
 		FieldCTZone:     {"ct_zone", "NXM_NX_CT_ZONE", 2, false, kindDec, ordCTZone},
 		FieldCTMark:     {"ct_mark", "NXM_NX_CT_MARK", 4, true, kindHex, ordCTMark},
 		FieldCTLabel:    {"ct_label", "NXM_NX_CT_LABEL", 16, true, kindHex, ordCTLabel},
+		FieldConjID:     {"conj_id", "NXM_NX_CONJ_ID", 4, false, kindDec, ordConjID},
 
 		// The original NXM fields appear in Nicira actions (move, load)
 		// written by other controllers.

@@ -340,3 +340,14 @@ func PktMark(v uint32) Field { return uintField(FieldPktMark, 4, uint64(v)) }
 func PktMarkMasked(v, mask uint32) Field {
 	return maskedUintField(FieldPktMark, 4, uint64(v), uint64(mask))
 }
+
+// ConjID matches the id of the conjunctive match the packet satisfied.
+func ConjID(id uint32) Field { return uintField(FieldConjID, 4, uint64(id)) }
+
+// SCTPDst matches the SCTP destination port.
+func SCTPDst(p uint16) Field { return uintField(FieldSCTPDst, 2, uint64(p)) }
+
+// SCTPDstMasked matches the SCTP destination port under a mask.
+func SCTPDstMasked(p, mask uint16) Field {
+	return maskedUintField(FieldSCTPDst, 2, uint64(p), uint64(mask))
+}
