@@ -20,7 +20,7 @@
 #   OVS_MLOCKALL  lock ovs-vswitchd in memory, as distributions do (yes)
 #   OVS_MODPROBE  try to load the openvswitch kernel module (yes)
 #   OVS_FLOW_RESTORE_WAIT  set flow-restore-wait before ovs-vswitchd (yes)
-set -eu
+set -euo pipefail
 export OVS_RUNDIR=${OVS_RUNDIR:-/run/openvswitch}
 export OVS_DBDIR=${OVS_DBDIR:-/var/lib/openvswitch}
 export OVS_LOGDIR=${OVS_LOGDIR:-/var/log/openvswitch}
@@ -40,7 +40,7 @@ fi
 mlock=()
 [ "${OVS_MLOCKALL:-yes}" = yes ] && mlock=(--mlockall)
 
-DBPID= VSPID=
+DBPID='' VSPID=''
 stop() {
 	if [ -n "$VSPID" ]; then
 		kill -TERM "$VSPID" 2>/dev/null || true
