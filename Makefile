@@ -8,7 +8,7 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 
 export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 
-.PHONY: all build test lint fmt generate demo bench e2e bench-e2e image clean
+.PHONY: all build test lint fmt generate demo bench e2e bench-e2e image image-verify clean
 
 all: build
 
@@ -57,6 +57,11 @@ IMAGE_OUT ?= $(BIN)/image
 
 image:
 	OVSNET_IMAGE_OUT=$(abspath $(IMAGE_OUT)) GO=$(GO) deploy/image/build.sh
+
+# Runs the image in a private containerd (its own directories, removed
+# after): OVS starts and answers, the binaries and portmap run.
+image-verify: image
+	deploy/image/verify.sh $(abspath $(IMAGE_OUT))/ovsnet.tar
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
