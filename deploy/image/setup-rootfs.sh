@@ -77,7 +77,10 @@ apt-get clean
 find /usr/share/doc -mindepth 1 ! -type d ! -name copyright -delete
 find /usr/share/doc -mindepth 1 -type d -empty -delete
 find /usr/share/locale -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+# ldconfig's aux-cache records inodes and times: the one file that made two
+# builds from the same mirror state differ. ldconfig rebuilds it.
 rm -rf /usr/share/man/* /usr/share/info/* /usr/share/lintian/* \
-	/var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old
+	/var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old \
+	/var/cache/ldconfig/aux-cache
 # Logs of the build itself, not of the image's processes.
 find /var/log -type f -delete
