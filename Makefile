@@ -8,7 +8,7 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 
 export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 
-.PHONY: all build test lint fmt generate demo bench e2e bench-e2e clean
+.PHONY: all build test lint fmt generate demo bench e2e bench-e2e image image-verify clean
 
 all: build
 
@@ -47,6 +47,21 @@ e2e: build
 # with the reference bridge plugin as the floor (a cluster each, in turn).
 bench-e2e: build
 	e2e/run.sh bench
+
+# The DaemonSet's image as an OCI archive, without a container engine or a
+# registry (root; see docs/kubernetes.md): $(IMAGE_OUT)/ovsnet.tar holds
+# docker.io/library/ovsnet:latest (the manifest's ovsnet:latest) and a tag
+# from git describe. The Debian layer is cached in /var/cache/ovsnet-image
+# (OVSNET_IMAGE_CACHE), so a rebuild after a Go change takes seconds.
+IMAGE_OUT ?= $(BIN)/image
+
+image:
+	OVSNET_IMAGE_OUT=$(abspath $(IMAGE_OUT)) GO=$(GO) deploy/image/build.sh
+
+# Runs the image in a private containerd (its own directories, removed
+# after): OVS starts and answers, the binaries and portmap run.
+image-verify: image
+	deploy/image/verify.sh $(abspath $(IMAGE_OUT))/ovsnet.tar
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

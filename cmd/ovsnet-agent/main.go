@@ -15,6 +15,10 @@ import (
 	"github.com/ovsnet/ovsnet/internal/agent"
 )
 
+// version is what --version prints; image builds set it with
+// -ldflags "-X main.version=...", from git describe.
+var version = "dev"
+
 func main() {
 	if err := command().ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "ovsnet-agent:", err)
@@ -28,6 +32,7 @@ func command() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:           "ovsnet-agent",
 		Short:         "ovsnet node agent: pod networking through Open vSwitch",
+		Version:       version,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -25,7 +25,7 @@
 #                  keep their offloads (several times faster TCP), for
 #                  traffic-mode noencap only: OVS drops offloaded packets
 #                  into a tunnel, and the agent refuses that combination
-set -eu
+set -euo pipefail
 export OVS_RUNDIR=${OVS_RUNDIR:-/run/openvswitch}
 export OVS_DBDIR=${OVS_DBDIR:-/var/lib/openvswitch}
 export OVS_LOGDIR=${OVS_LOGDIR:-/var/log/openvswitch}
@@ -45,7 +45,7 @@ fi
 mlock=()
 [ "${OVS_MLOCKALL:-yes}" = yes ] && mlock=(--mlockall)
 
-DBPID= VSPID=
+DBPID='' VSPID=''
 stop() {
 	if [ -n "$VSPID" ]; then
 		kill -TERM "$VSPID" 2>/dev/null || true

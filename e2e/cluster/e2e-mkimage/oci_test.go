@@ -243,3 +243,206 @@ func TestRunRejectsMissingArguments(t *testing.T) {
 		t.Fatal("run without -rootfs, -out and entrypoint succeeded")
 	}
 }
+
+func TestBuildLayerStoresHardLinksOnce(t *testing.T) {
+	root := makeRoot(t)
+	if err := os.Link(filepath.Join(root, "bin", "tool"), filepath.Join(root, "bin", "tool2")); err != nil {
+		t.Fatal(err)
+	}
+	layer, err := buildLayer(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	headers, contents, _ := readTar(t, layer)
+	if hdr := headers["bin/tool"]; hdr.Typeflag != tar.TypeReg || string(contents["bin/tool"]) != "#!/bin/sh\necho hi\n" {
+		t.Errorf("bin/tool: type %c content %q, want the file", hdr.Typeflag, contents["bin/tool"])
+	}
+	if hdr := headers["bin/tool2"]; hdr.Typeflag != tar.TypeLink || hdr.Linkname != "bin/tool" || len(contents["bin/tool2"]) != 0 {
+		t.Errorf("bin/tool2: type %c link %q, %d bytes, want a hard link to bin/tool", hdr.Typeflag, hdr.Linkname, len(contents["bin/tool2"]))
+	}
+}
+
+func TestBuildLayerKeepOwnersKeepsNumericIDsOnly(t *testing.T) {
+	root := makeRoot(t)
+	if err := os.Lchown(filepath.Join(root, "bin", "tool"), 0, 42); err != nil {
+		t.Skipf("cannot chown (not root?): %v", err)
+	}
+	layer, err := buildLayerWith(root, layerOptions{KeepOwners: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	headers, _, _ := readTar(t, layer)
+	if hdr := headers["bin/tool"]; hdr.Uid != 0 || hdr.Gid != 42 {
+		t.Errorf("bin/tool owned by %d:%d, want 0:42", hdr.Uid, hdr.Gid)
+	}
+	for name, hdr := range headers {
+		// Names would be the building host's, not the image's.
+		if hdr.Uname != "" || hdr.Gname != "" {
+			t.Errorf("%s has owner names %q:%q, want none", name, hdr.Uname, hdr.Gname)
+		}
+	}
+	dropped, err := buildLayer(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if headers, _, _ := readTar(t, dropped); headers["bin/tool"].Gid != 0 {
+		t.Errorf("without KeepOwners bin/tool has group %d, want 0", headers["bin/tool"].Gid)
+	}
+}
+
+func TestGzipLayerIsDeterministicAndCached(t *testing.T) {
+	layer, err := buildLayer(makeRoot(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	first, cached, err := gzipLayer(layer, cache)
+	if err != nil || cached {
+		t.Fatalf("first gzipLayer: cached %v err %v, want a fresh compression", cached, err)
+	}
+	if first.MediaType != mediaTypeLayerGzip || first.DiffID != digestOf(layer) {
+		t.Errorf("layer %s diff ID %s, want %s and %s", first.MediaType, first.DiffID, mediaTypeLayerGzip, digestOf(layer))
+	}
+	if got, err := gunzipDigest(first.Blob); err != nil || got != digestOf(layer) {
+		t.Fatalf("blob decompresses to %s (%v), want %s", got, err, digestOf(layer))
+	}
+	uncached, _, err := gzipLayer(layer, "")
+	if err != nil || !bytes.Equal(uncached.Blob, first.Blob) {
+		t.Fatalf("compressing again gave other bytes (err %v)", err)
+	}
+	again, cached, err := gzipLayer(layer, cache)
+	if err != nil || !cached || !bytes.Equal(again.Blob, first.Blob) {
+		t.Fatalf("second gzipLayer: cached %v err %v, want the cached blob", cached, err)
+	}
+
+	// A damaged cache entry is replaced, not used.
+	entry := filepath.Join(cache, strings.TrimPrefix(first.DiffID, "sha256:")+".tar.gz")
+	if err := os.WriteFile(entry, first.Blob[:len(first.Blob)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mended, cached, err := gzipLayer(layer, cache)
+	if err != nil || cached || !bytes.Equal(mended.Blob, first.Blob) {
+		t.Fatalf("gzipLayer over a damaged entry: cached %v err %v", cached, err)
+	}
+	if b, _ := os.ReadFile(entry); !bytes.Equal(b, first.Blob) {
+		t.Fatal("damaged cache entry was not rewritten")
+	}
+
+	// Pruning keeps only the given layers.
+	stale := filepath.Join(cache, strings.Repeat("0", 64)+".tar.gz")
+	if err := os.WriteFile(stale, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := pruneLayerCache(cache, []Layer{first}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale cache entry survived pruning: %v", err)
+	}
+	if _, err := os.Stat(entry); err != nil {
+		t.Errorf("used cache entry pruned: %v", err)
+	}
+}
+
+func TestWriteArchiveWithLayersNamesAndEnv(t *testing.T) {
+	base, err := buildLayer(makeRoot(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(top, "usr", "local", "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(top, "usr", "local", "bin", "app"), []byte("app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	topTar, err := buildLayer(top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zipped, _, err := gzipLayer(topTar, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := mergeEnv(defaultEnv, []string{"PATH=/usr/local/bin:/usr/bin", "LANG=C.UTF-8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	manDigest, err := writeArchive(&buf, Image{
+		Name: "docker.io/library/app:latest", ExtraNames: []string{"docker.io/library/app:v1"},
+		Cmd: []string{"bash"}, Env: env,
+		Layers: []Layer{uncompressedLayer(base), zipped},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, files, _ := readTar(t, buf.Bytes())
+	var idx index
+	if err := json.Unmarshal(files["index.json"], &idx); err != nil {
+		t.Fatal(err)
+	}
+	if len(idx.Manifests) != 2 {
+		t.Fatalf("index has %d manifests, want one per name", len(idx.Manifests))
+	}
+	for i, want := range []string{"docker.io/library/app:latest", "docker.io/library/app:v1"} {
+		m := idx.Manifests[i]
+		if m.Digest != manDigest || m.Annotations["io.containerd.image.name"] != want {
+			t.Errorf("index entry %d: %s named %q, want %s named %q", i, m.Digest, m.Annotations["io.containerd.image.name"], manDigest, want)
+		}
+	}
+	var man manifest
+	if err := json.Unmarshal(files[blobPath(manDigest)], &man); err != nil {
+		t.Fatal(err)
+	}
+	if len(man.Layers) != 2 || man.Layers[0].MediaType != mediaTypeLayer || man.Layers[1].MediaType != mediaTypeLayerGzip {
+		t.Fatalf("manifest layers %+v, want the tar then the gzip layer", man.Layers)
+	}
+	if !bytes.Equal(files[blobPath(man.Layers[1].Digest)], zipped.Blob) {
+		t.Error("gzip layer blob differs from the compressed layer")
+	}
+	var cfg imageConfig
+	if err := json.Unmarshal(files[blobPath(man.Config.Digest)], &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.RootFS.DiffIDs, " ") != digestOf(base)+" "+digestOf(topTar) {
+		t.Errorf("diff_ids %v, want the digests of both uncompressed tars", cfg.RootFS.DiffIDs)
+	}
+	if len(cfg.History) != 2 {
+		t.Errorf("history has %d rows, want one per layer", len(cfg.History))
+	}
+	if strings.Join(cfg.Config.Env, " ") != "PATH=/usr/local/bin:/usr/bin LANG=C.UTF-8" {
+		t.Errorf("env %v", cfg.Config.Env)
+	}
+}
+
+func TestMergeEnvRejectsEntryWithoutKey(t *testing.T) {
+	for _, kv := range []string{"PATH", "=x"} {
+		if _, err := mergeEnv(defaultEnv, []string{kv}); err == nil {
+			t.Errorf("mergeEnv accepted %q", kv)
+		}
+	}
+}
+
+func TestRunWritesGzipMultiLayerArchiveReproducibly(t *testing.T) {
+	dir := t.TempDir()
+	base, top := makeRoot(t), makeRoot(t)
+	args := func(out string) []string {
+		return []string{"-name", "e2e/tool:1", "-name", "e2e/tool:v2", "-rootfs", base, "-rootfs", top,
+			"-gzip", "-layer-cache", filepath.Join(dir, "cache"), "-env", "PATH=/usr/local/bin:/bin", "-out", out, "sh"}
+	}
+	if err := run(args(filepath.Join(dir, "a.tar"))); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if err := run(args(filepath.Join(dir, "b.tar"))); err != nil {
+		t.Fatalf("run again: %v", err)
+	}
+	a, _ := os.ReadFile(filepath.Join(dir, "a.tar"))
+	b, _ := os.ReadFile(filepath.Join(dir, "b.tar"))
+	if len(a) == 0 || !bytes.Equal(a, b) {
+		t.Fatal("two runs on the same trees gave different archives")
+	}
+	if err := run([]string{"-name", "e2e/tool:1", "-rootfs", base, "-layer-cache", dir, "-out", filepath.Join(dir, "c.tar"), "sh"}); err == nil {
+		t.Fatal("run accepted -layer-cache without -gzip")
+	}
+}
