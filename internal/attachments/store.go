@@ -436,6 +436,13 @@ func (s *Store) Wait(ctx context.Context, k Key, cond func(a Attachment, ok bool
 	}
 }
 
+// Changed returns a channel closed at the next change of any entry.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
 // WaitAll blocks until cond holds for the whole store, re-evaluating it on
 // every change, or ctx ends.
 func (s *Store) WaitAll(ctx context.Context, cond func([]Attachment) bool) error {
