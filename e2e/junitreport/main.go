@@ -11,6 +11,11 @@
 // failure and known failure that passed now is listed on standard error.
 //
 //	e2e-junit [-label ovsnet] [-known FILE] junit_01.xml
+//
+// Given LABEL=REPORT arguments instead, it prints one table of all of
+// them side by side (the form of docs/conformance.md):
+//
+//	e2e-junit bridge=bin/conformance/bridge/junit_01.xml ovsnet=bin/conformance/ovsnet/junit_01.xml
 package main
 
 import (
@@ -56,6 +61,13 @@ func main() {
 	label := flag.String("label", "", "a column header for the result (the CNI), default \"result\"")
 	knownFile := flag.String("known", "", "file of tests whose failure is known (one name a line)")
 	flag.Parse()
+	if flag.NArg() > 1 || flag.NArg() == 1 && strings.Contains(flag.Arg(0), "=") {
+		if err := compare(os.Stdout, flag.Args()); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e-junit:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if flag.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: e2e-junit [-label NAME] [-known FILE] junit_01.xml")
 		os.Exit(2)
@@ -84,6 +96,75 @@ func main() {
 	if *knownFile != "" && !Judge(os.Stderr, rows, known) {
 		os.Exit(3)
 	}
+}
+
+// compare prints the reports given as LABEL=FILE side by side: one row per
+// test of any of them, a result and a duration column per label, and the
+// failure notes; then each label's totals.
+func compare(w io.Writer, args []string) error {
+	var labels []string
+	results := map[string]map[string]Row{}
+	var names []string
+	seen := map[string]bool{}
+	for _, a := range args {
+		label, file, ok := strings.Cut(a, "=")
+		if !ok {
+			return fmt.Errorf("argument %q: want LABEL=REPORT", a)
+		}
+		f, err := os.Open(file)
+		if err != nil {
+			return err
+		}
+		rows, err := Parse(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		labels = append(labels, label)
+		results[label] = map[string]Row{}
+		for _, r := range rows {
+			results[label][r.Name] = r
+			if !seen[r.Name] {
+				seen[r.Name] = true
+				names = append(names, r.Name)
+			}
+		}
+	}
+	sort.Strings(names)
+	fmt.Fprint(w, "| test |")
+	for _, l := range labels {
+		fmt.Fprintf(w, " %s | %s time |", l, l)
+	}
+	fmt.Fprint(w, " failure |\n| --- |")
+	for range labels {
+		fmt.Fprint(w, " --- | --- |")
+	}
+	fmt.Fprint(w, " --- |\n")
+	for _, n := range names {
+		fmt.Fprintf(w, "| %s |", strings.ReplaceAll(n, "|", "\\|"))
+		var notes []string
+		for _, l := range labels {
+			r, ok := results[l][n]
+			if !ok {
+				fmt.Fprint(w, " not run | |")
+				continue
+			}
+			fmt.Fprintf(w, " %s | %.1f s |", r.Result, r.Seconds)
+			if r.Note != "" {
+				notes = append(notes, l+": "+r.Note)
+			}
+		}
+		fmt.Fprintf(w, " %s |\n", strings.Join(notes, "; "))
+	}
+	fmt.Fprintln(w)
+	for _, l := range labels {
+		counts := map[string]int{}
+		for _, r := range results[l] {
+			counts[r.Result]++
+		}
+		fmt.Fprintf(w, "%s: %d passed, %d failed, %d skipped\n\n", l, counts["pass"], counts["FAIL"], counts["skipped"])
+	}
+	return nil
 }
 
 // ParseKnown returns the test names of a known-failures file.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 )
@@ -70,5 +71,32 @@ func TestWriteCountsAndJudgeSeparatesKnownFailures(t *testing.T) {
 	Judge(&out, rows, []string{"[sig-network] DNS should provide DNS for services [Conformance]"})
 	if !strings.Contains(out.String(), "passed (remove it") {
 		t.Errorf("a known failure that passes is reported: %q", out.String())
+	}
+}
+
+func TestCompareSideBySide(t *testing.T) {
+	dir := t.TempDir()
+	a, b := dir+"/a.xml", dir+"/b.xml"
+	if err := os.WriteFile(a, []byte(report), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := strings.Replace(report, `status="failed" time="95.5"`, `status="passed" time="3.0"`, 1)
+	other = strings.Replace(other, `<failure message="Told to stop trying after 90s.&#xA;service is not reachable" type="failed">[FAILED] details</failure>`, "", 1)
+	if err := os.WriteFile(b, []byte(other), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := compare(&out, []string{"ovsnet=" + a, "bridge=" + b}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| test | ovsnet | ovsnet time | bridge | bridge time | failure |",
+		"| [sig-network] Services should serve a basic endpoint from pods [Conformance] | FAIL | 95.5 s | pass | 3.0 s | ovsnet: Told to stop trying after 90s. |",
+		"ovsnet: 1 passed, 1 failed, 1 skipped",
+		"bridge: 2 passed, 0 failed, 1 skipped",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("missing %q in:\n%s", want, out.String())
+		}
 	}
 }
