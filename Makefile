@@ -8,7 +8,7 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 
 export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 
-.PHONY: all build test lint fmt generate demo bench e2e bench-e2e image image-verify clean
+.PHONY: all build test lint fmt generate demo bench e2e bench-e2e conformance image image-verify clean
 
 all: build
 
@@ -42,6 +42,14 @@ bench: build
 # tears everything down and checks the host is as before.
 e2e: build
 	e2e/run.sh all
+
+# Kubernetes' own sig-network conformance tests (e2e.test of the cluster's
+# Kubernetes version, built and cached with its test images) on the same
+# cluster with ovsnet; E2E_CNI=bridge runs them with the reference bridge
+# plugin instead (the baseline). Results in bin/conformance/<cni>/ and
+# docs/conformance.md; see e2e/README.md.
+conformance: build
+	e2e/run.sh conformance
 
 # Pod creation -> Ready latency of 30 pods created at once, with ovsnet and
 # with the reference bridge plugin as the floor (a cluster each, in turn).

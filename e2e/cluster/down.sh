@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Stops the e2e cluster that up.sh started and undoes what it changed on the
-# host: processes, mounts, pod network namespaces and interfaces, the
-# iptables chains kubelet created, the sysctls kubelet changed, the fixed
-# host paths the runtime created, and the lab directory (logs/ is kept for
-# inspection unless --purge is given).
+# host: processes, mounts, pod network namespaces and interfaces, the node
+# address's interface, the iptables chains kubelet, kube-proxy and the CNI
+# plugins created, kube-proxy's nftables tables, the sysctls they changed,
+# the fixed host paths the runtime created, and the lab directory (logs/ is
+# kept for inspection unless --purge is given).
 #
 # Idempotent and safe after a failed or partial up.sh: every step checks what
 # is there, and only things up.sh recorded as its own are removed.
@@ -177,6 +178,32 @@ remove_chains() {
 	done
 }
 
+# remove_proxy_tables: the nftables tables of kube-proxy's nftables mode
+# (ip and ip6 kube-proxy), when up.sh did not find them.
+remove_proxy_tables() {
+	local saved=$RUN/nft-tables.saved family
+	[ -f "$saved" ] && command -v nft >/dev/null || return 0
+	for family in ip ip6; do
+		grep -qxF "table $family kube-proxy" "$saved" && continue
+		nft list table "$family" kube-proxy >/dev/null 2>&1 || continue
+		nft delete table "$family" kube-proxy || warn "cannot delete nftables table $family kube-proxy"
+	done
+}
+
+# remove_node_iface: the interface up.sh made for the node address.
+remove_node_iface() {
+	local f=$RUN/node-iface iface
+	[ -f "$f" ] || return 0
+	iface=$(cat "$f")
+	if ip link show "$iface" >/dev/null 2>&1; then
+		ip link del "$iface" || {
+			warn "cannot delete interface $iface (the node address)"
+			return
+		}
+	fi
+	rm -f "$f"
+}
+
 # remove_empty_tables: with the nftables backend, the first iptables call
 # creates its table. Drop those the cluster brought in, once they are empty
 # again (only base chains with no rules).
@@ -286,6 +313,7 @@ main() {
 	remove_runc_leftovers
 	stop_hook_processes
 	run_after_down_hook
+	stop kube-proxy
 	stop kube-scheduler
 	stop kube-controller-manager
 	stop kube-apiserver
@@ -294,7 +322,9 @@ main() {
 	unmount_under "$E2E_LAB"
 	remove_pod_interfaces
 	remove_chains
+	remove_proxy_tables
 	remove_empty_tables
+	remove_node_iface
 	restore_sysctls
 	remove_cgroups
 	remove_fixed_paths

@@ -3,6 +3,8 @@
 # Sourced by build.sh, up.sh and down.sh; never run on its own.
 
 E2E_K8S_VERSION=${E2E_K8S_VERSION:-v1.34.12}
+# CoreDNS, the cluster DNS: a release the Go module proxy serves.
+E2E_COREDNS_VERSION=${E2E_COREDNS_VERSION:-v1.12.4}
 OVSNET_E2E_CACHE=${OVSNET_E2E_CACHE:-/var/cache/ovsnet-e2e}
 E2E_LAB=$(realpath -m "${E2E_LAB:-/var/tmp/ovsnet-e2e}")
 # Deadline, in seconds, of every wait in up.sh and down.sh.
@@ -15,6 +17,24 @@ K8S_BIN=$OVSNET_E2E_CACHE/k8s-$E2E_K8S_VERSION/bin
 IMAGE_DIR=$OVSNET_E2E_CACHE/images
 PAUSE_IMAGE=ovsnet-e2e.local/pause:1
 BUSYBOX_IMAGE=ovsnet-e2e.local/busybox:1
+NETTOOL_IMAGE=ovsnet-e2e.local/nettool:1
+COREDNS_IMAGE=ovsnet-e2e.local/coredns:$E2E_COREDNS_VERSION
+COREDNS_BIN=$OVSNET_E2E_CACHE/coredns-$E2E_COREDNS_VERSION/coredns
+# Kubernetes' e2e.test, ginkgo and the images of its sig-network tests, for
+# make conformance (build.sh conformance).
+CONFORMANCE_DIR=$OVSNET_E2E_CACHE/conformance-$E2E_K8S_VERSION
+# The names Kubernetes' e2e suite gives its images
+# (test/utils/image/manifest.go at E2E_K8S_VERSION). The first two are
+# built from a Debian root file system with agnhost; the others are the
+# local pause and busybox images, tagged with the upstream names when
+# imported.
+AGNHOST_IMAGE=registry.k8s.io/e2e-test-images/agnhost:2.56
+JESSIE_DNSUTILS_IMAGE=registry.k8s.io/e2e-test-images/jessie-dnsutils:1.7
+CONFORMANCE_ALIASES=(
+	"$BUSYBOX_IMAGE=registry.k8s.io/e2e-test-images/busybox:1.37.0-1"
+	"$PAUSE_IMAGE=registry.k8s.io/pause:3.10.1"
+)
+CONFORMANCE_IMAGES=("$AGNHOST_IMAGE" "$JESSIE_DNSUTILS_IMAGE" "${CONFORMANCE_ALIASES[@]}")
 
 # Layout of the lab directory. Everything the cluster writes lives here,
 # except the few fixed host paths listed in FIXED_PATHS. down.sh empties the
@@ -29,7 +49,17 @@ CTR_SOCK=$RUN/containerd.sock
 CNI_BIN=$E2E_LAB/cni/bin
 CNI_CONF=$E2E_LAB/cni/net.d
 
-# Ports, all bound to 127.0.0.1.
+# The node's address: on an interface of its own (NODE_IFACE, made by
+# up.sh, removed by down.sh), so that pods reach the API server, kubelet and
+# NodePorts there as they reach a real node's address, while nothing of the
+# cluster listens on the machine's own interfaces. kube-apiserver advertises
+# it (the kubernetes Service's endpoint), kubelet reports it as the Node's
+# InternalIP and serves on it, kube-proxy serves NodePorts on it.
+NODE_IP=${E2E_NODE_IP:-172.31.250.1}
+NODE_IFACE=${E2E_NODE_IFACE:-e2e-node0}
+APISERVER_URL=https://$NODE_IP:6443
+
+# Ports: kube-apiserver and kubelet on NODE_IP, the others on 127.0.0.1.
 ETCD_CLIENT_PORT=2379
 ETCD_PEER_PORT=2380
 APISERVER_PORT=6443
@@ -37,14 +67,25 @@ KUBELET_PORT=10250
 KUBELET_HEALTHZ_PORT=10248
 CM_PORT=10257
 SCHED_PORT=10259
+PROXY_HEALTHZ_PORT=10256
+PROXY_METRICS_PORT=10249
 
 CLUSTER_CIDR=10.244.0.0/16
 SERVICE_CIDR=10.96.0.0/16
 SERVICE_APISERVER_IP=10.96.0.1
+# The cluster DNS Service (kube-dns in kube-system, served by CoreDNS).
+DNS_SERVICE_IP=10.96.0.10
+CLUSTER_DOMAIN=cluster.local
 
 # Sysctls that kubelet (and the bridge CNI plugin) set; up.sh saves them and
 # down.sh puts them back.
-SAVED_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory net.ipv4.ip_forward)
+# kube-proxy may set route_localnet (localhost NodePorts) and the conntrack
+# limits (it is configured not to); the bridge baseline needs
+# bridge-nf-call-iptables so that Service replies on the bridge are un-NATed.
+SAVED_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory net.ipv4.ip_forward
+	net.ipv4.conf.all.route_localnet net.netfilter.nf_conntrack_max
+	net.netfilter.nf_conntrack_tcp_timeout_established net.netfilter.nf_conntrack_tcp_timeout_close_wait
+	net.bridge.bridge-nf-call-iptables)
 
 # Host paths that containerd, runc, kubelet or CNI use whatever their
 # configuration says. up.sh records which of them already existed; down.sh

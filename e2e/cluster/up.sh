@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Starts a single-node Kubernetes cluster for the ovsnet end-to-end tests:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd and
-# kubelet, all listening on 127.0.0.1 or unix sockets under $E2E_LAB, with a
-# pluggable CNI. See e2e/README.md for the variables, the hooks and their order.
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd,
+# kubelet and kube-proxy, with a pluggable CNI, and CoreDNS as the cluster
+# DNS. kube-apiserver and kubelet listen on the node's address, on an
+# interface of the cluster's own (e2e-node0, 172.31.250.1); everything else
+# on 127.0.0.1 or unix sockets under $E2E_LAB. See e2e/README.md for the
+# variables, the hooks and their order.
 # On success the admin kubeconfig is $E2E_LAB/admin.kubeconfig and
 # $E2E_LAB/cluster.env holds what tests need (source it).
 # On failure it prints the logs of what broke and runs down.sh, unless
@@ -16,7 +19,7 @@ case $E2E_CNI in
 bridge)
 	E2E_CNI_BIN_DIR=${E2E_CNI_BIN_DIR:-/usr/lib/cni}
 	E2E_CNI_CONFLIST=${E2E_CNI_CONFLIST:-$E2E_DIR/cni/bridge.conflist}
-	E2E_CNI_PLUGINS=${E2E_CNI_PLUGINS:-bridge host-local loopback}
+	E2E_CNI_PLUGINS=${E2E_CNI_PLUGINS:-bridge host-local}
 	;;
 custom)
 	[ -n "${E2E_CNI_BIN_DIR:-}" ] || die "E2E_CNI=custom needs E2E_CNI_BIN_DIR, the directory of the CNI plugin binaries to install"
@@ -33,6 +36,19 @@ E2E_AFTER_NODE=${E2E_AFTER_NODE:-}
 # down.sh may run from another directory.
 E2E_AFTER_DOWN=${E2E_AFTER_DOWN:+$(realpath "$E2E_AFTER_DOWN")}
 E2E_KEEP_ON_FAILURE=${E2E_KEEP_ON_FAILURE:-0}
+# Reference plugins from Debian's containernetworking-plugins installed
+# beside the CNI's own: loopback (containerd sets up every pod's lo with it)
+# and portmap (hostPort, chained after the CNI in its conflist).
+E2E_CNI_REFERENCE_PLUGINS=${E2E_CNI_REFERENCE_PLUGINS:-loopback portmap}
+E2E_PROXY_MODE=${E2E_PROXY_MODE:-iptables}
+case $E2E_PROXY_MODE in
+iptables | nftables) ;;
+*) die "E2E_PROXY_MODE=$E2E_PROXY_MODE: want iptables or nftables" ;;
+esac
+# More images to import (OCI archives), and NAME=ALIAS pairs to tag after
+# the import: make conformance brings Kubernetes' test images this way.
+E2E_EXTRA_IMAGES=${E2E_EXTRA_IMAGES:-}
+E2E_IMAGE_ALIASES=${E2E_IMAGE_ALIASES:-}
 NODE_NAME=$(echo "${E2E_NODE_NAME:-$(hostname)}" | tr '[:upper:]' '[:lower:]')
 
 STARTED=()
@@ -138,7 +154,8 @@ run_hook() {
 
 preflight() {
 	require_root
-	require_cmds containerd containerd-shim-runc-v2 runc ctr etcd openssl envsubst iptables ip ss timeout
+	require_cmds containerd containerd-shim-runc-v2 runc ctr etcd openssl envsubst iptables ip ss timeout conntrack busybox
+	[ "$E2E_PROXY_MODE" != nftables ] || require_cmds nft
 	if pid_alive kube-apiserver || pid_alive kubelet || pid_alive containerd || pid_alive etcd; then
 		die "a cluster is already running in $E2E_LAB; stop it with $E2E_DIR/down.sh first"
 	fi
@@ -149,20 +166,25 @@ preflight() {
 		log "leftovers of an earlier run in $E2E_LAB: cleaning them with down.sh"
 		"$E2E_DIR/down.sh"
 	fi
-	local port owner
-	for port in $ETCD_CLIENT_PORT $ETCD_PEER_PORT $APISERVER_PORT $KUBELET_PORT $KUBELET_HEALTHZ_PORT $CM_PORT $SCHED_PORT; do
+	local port owner p
+	for port in $ETCD_CLIENT_PORT $ETCD_PEER_PORT $APISERVER_PORT $KUBELET_PORT $KUBELET_HEALTHZ_PORT $CM_PORT $SCHED_PORT \
+		$PROXY_HEALTHZ_PORT $PROXY_METRICS_PORT; do
 		owner=$(ss -Hltnp "sport = :$port" 2>/dev/null)
-		[ -z "$owner" ] || die "TCP port $port is in use ($owner); the e2e cluster needs it on 127.0.0.1"
+		[ -z "$owner" ] || die "TCP port $port is in use ($owner); the e2e cluster needs it"
 	done
-	# kube-apiserver reaches kubelet (exec, logs) through the node's host name,
-	# and kubelet listens on loopback only: the name must resolve there.
-	NODE_IP=$(getent ahostsv4 "$NODE_NAME" | awk 'NR == 1 {print $1}') || NODE_IP=
-	case $NODE_IP in
-	127.*) ;;
-	*) die "node name $NODE_NAME resolves to '${NODE_IP:-nothing}', not a loopback address; add '127.0.0.1 $NODE_NAME' to /etc/hosts or set E2E_NODE_NAME to a name that resolves to 127.0.0.1" ;;
-	esac
-	[ -f "$E2E_CNI_BIN_DIR/loopback" ] || [ -f /usr/lib/cni/loopback ] ||
-		die "containerd needs the loopback CNI plugin; install containernetworking-plugins or put loopback in $E2E_CNI_BIN_DIR"
+	# The node address must be the cluster's alone: a host that already has
+	# it would be cut off from whatever it reaches there, and down.sh would
+	# take it away.
+	owner=$(ip -o -4 addr show to "$NODE_IP/32" 2>/dev/null | awk '{print $2}')
+	[ -z "$owner" ] || die "the node address $NODE_IP is already on interface $owner; set E2E_NODE_IP to a private address this host does not use"
+	! ip link show "$NODE_IFACE" >/dev/null 2>&1 ||
+		die "interface $NODE_IFACE exists already; remove it (ip link del $NODE_IFACE) or set E2E_NODE_IFACE"
+	owner=$(ip -o -4 route show match "$NODE_IP" 2>/dev/null | awk '$1 != "default"' | head -n 1)
+	[ -z "$owner" ] || die "the node address $NODE_IP is inside a network this host already routes ($owner); set E2E_NODE_IP to a private address outside it"
+	for p in $E2E_CNI_REFERENCE_PLUGINS; do
+		[ -f "$E2E_CNI_BIN_DIR/$p" ] || [ -f "/usr/lib/cni/$p" ] ||
+			die "the $p CNI plugin is in neither $E2E_CNI_BIN_DIR nor /usr/lib/cni; install containernetworking-plugins"
+	done
 	[ -z "$E2E_CNI_CONFLIST" ] || [ -f "$E2E_CNI_CONFLIST" ] || die "E2E_CNI_CONFLIST=$E2E_CNI_CONFLIST does not exist"
 	local hook
 	for hook in E2E_BEFORE_KUBELET E2E_AFTER_NODE E2E_AFTER_DOWN; do
@@ -173,11 +195,12 @@ preflight() {
 # save_host_state records what down.sh must restore or may remove, once:
 # after a failed run the first record, taken before any change, stays.
 save_host_state() {
-	local k p ipt t
+	local k v p ipt t
 	mkdir -p "$RUN"
 	if [ ! -f "$RUN/sysctl.saved" ]; then
 		for k in "${SAVED_SYSCTLS[@]}"; do
-			echo "$k=$(sysctl -n "$k")"
+			# A key the kernel lacks (no bridge netfilter) is nobody's to restore.
+			v=$(sysctl -n "$k" 2>/dev/null) && echo "$k=$v"
 		done >"$RUN/sysctl.saved.tmp"
 		mv "$RUN/sysctl.saved.tmp" "$RUN/sysctl.saved"
 	fi
@@ -225,7 +248,7 @@ clusters:
 - name: ovsnet-e2e
   cluster:
     certificate-authority: $PKI/ca.crt
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: $APISERVER_URL
 users:
 - name: $2
   user:
@@ -245,13 +268,15 @@ make_pki() {
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
 		-keyout "$PKI/ca.key" -subj "/CN=ovsnet-e2e-ca" -out "$PKI/ca.crt" 2>/dev/null
 	gen_cert apiserver "/CN=kube-apiserver" serverAuth \
-		"DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:$SERVICE_APISERVER_IP"
+		"DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:$NODE_IP,IP:$SERVICE_APISERVER_IP"
 	gen_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
 	gen_cert admin "/O=system:masters/CN=ovsnet-e2e-admin" clientAuth
 	gen_cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" serverAuth,clientAuth \
 		"DNS:$NODE_NAME,DNS:localhost,IP:127.0.0.1,IP:$NODE_IP"
 	gen_cert controller-manager "/CN=system:kube-controller-manager" clientAuth
 	gen_cert scheduler "/CN=system:kube-scheduler" clientAuth
+	# The user the default ClusterRoleBinding system:node-proxier names.
+	gen_cert kube-proxy "/CN=system:kube-proxy" clientAuth
 	# Service account tokens are signed with an ES256 key.
 	openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/sa.key"
 	openssl ec -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
@@ -261,6 +286,7 @@ make_pki() {
 	write_kubeconfig "$PKI/kubelet.kubeconfig" kubelet
 	write_kubeconfig "$PKI/controller-manager.kubeconfig" controller-manager
 	write_kubeconfig "$PKI/scheduler.kubeconfig" scheduler
+	write_kubeconfig "$PKI/kube-proxy.kubeconfig" kube-proxy
 }
 
 start_etcd() {
@@ -270,18 +296,31 @@ start_etcd() {
 		--initial-cluster "ovsnet-e2e=http://127.0.0.1:$ETCD_PEER_PORT"
 }
 
+# node_address: the node's address on an interface of its own. A dummy
+# device where the kernel has the driver; otherwise an ifb device, which
+# holds an address just as well (neither sends anything anywhere).
+node_address() {
+	ip link add "$NODE_IFACE" type dummy 2>/dev/null || ip link add "$NODE_IFACE" type ifb ||
+		die "cannot create interface $NODE_IFACE (neither the dummy nor the ifb driver is available)"
+	# down.sh removes the interface only when this record says it is ours.
+	echo "$NODE_IFACE" >"$RUN/node-iface"
+	ip addr add "$NODE_IP/32" dev "$NODE_IFACE"
+	ip link set "$NODE_IFACE" up
+	log "node address $NODE_IP on $NODE_IFACE ($(ip -d -o link show "$NODE_IFACE" | grep -oE ' (dummy|ifb) ' | tr -d ' '))"
+}
+
 start_apiserver() {
-	# The endpoint reconciler is off: it would publish 127.0.0.1 as the
-	# kubernetes service endpoint, which the API rejects.
+	# Bound to and advertised on the node address: the default (lease)
+	# endpoint reconciler publishes it as the endpoint of Service
+	# default/kubernetes, which pods reach through its ClusterIP.
 	start kube-apiserver "$K8S_BIN/kube-apiserver" \
-		--bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --advertise-address=127.0.0.1 \
-		--endpoint-reconciler-type=none \
+		--bind-address="$NODE_IP" --secure-port="$APISERVER_PORT" --advertise-address="$NODE_IP" \
 		--etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
 		--service-cluster-ip-range="$SERVICE_CIDR" \
 		--tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
 		--client-ca-file="$PKI/ca.crt" \
 		--kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
-		--kubelet-certificate-authority="$PKI/ca.crt" --kubelet-preferred-address-types=Hostname \
+		--kubelet-certificate-authority="$PKI/ca.crt" --kubelet-preferred-address-types=InternalIP \
 		--service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
 		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
 		--api-audiences=https://kubernetes.default.svc.cluster.local \
@@ -332,10 +371,14 @@ EOF
 }
 
 import_images() {
-	local img
-	for img in pause busybox; do
-		ctr_lab images import "$IMAGE_DIR/$img.tar" >/dev/null ||
-			die "could not import $IMAGE_DIR/$img.tar into containerd; see $LOGS/containerd.log"
+	local img pair
+	for img in "$IMAGE_DIR"/pause.tar "$IMAGE_DIR"/busybox.tar "$IMAGE_DIR"/nettool.tar "$IMAGE_DIR"/coredns.tar $E2E_EXTRA_IMAGES; do
+		ctr_lab images import "$img" >/dev/null ||
+			die "could not import $img into containerd; see $LOGS/containerd.log"
+	done
+	for pair in $E2E_IMAGE_ALIASES; do
+		ctr_lab images tag --force "${pair%%=*}" "${pair#*=}" >/dev/null ||
+			die "could not tag image ${pair%%=*} as ${pair#*=} in containerd; see $LOGS/containerd.log"
 	done
 }
 
@@ -366,8 +409,12 @@ install_cni_plugins() {
 		[ -f "$E2E_CNI_BIN_DIR/$p" ] || die "CNI plugin $p not found in $E2E_CNI_BIN_DIR"
 		install -m 0755 "$E2E_CNI_BIN_DIR/$p" "$CNI_BIN/$p"
 	done
-	# containerd sets up every pod's loopback interface with this plugin.
-	[ -f "$CNI_BIN/loopback" ] || install -m 0755 /usr/lib/cni/loopback "$CNI_BIN/loopback"
+	# The reference plugins the CNI's directory does not bring itself:
+	# containerd sets up every pod's loopback interface with loopback, and
+	# portmap serves hostPort when the conflist chains it.
+	for p in $E2E_CNI_REFERENCE_PLUGINS; do
+		[ -f "$CNI_BIN/$p" ] || install -m 0755 "/usr/lib/cni/$p" "$CNI_BIN/$p"
+	done
 }
 
 # install_cni_conflist: the conflist, with ${E2E_*} placeholders filled in.
@@ -407,7 +454,8 @@ imageServiceEndpoint: unix://$CTR_SOCK
 cgroupDriver: cgroupfs
 failCgroupV1: false
 failSwapOn: false
-clusterDomain: cluster.local
+clusterDomain: $CLUSTER_DOMAIN
+clusterDNS: [$DNS_SERVICE_IP]
 resolvConf: /etc/resolv.conf
 podLogsDir: $E2E_LAB/kubelet/pod-logs
 # Never evict or garbage-collect the local images: they cannot be pulled back.
@@ -420,7 +468,47 @@ EOF
 	start kubelet "$K8S_BIN/kubelet" --config="$E2E_LAB/kubelet/config.yaml" \
 		--kubeconfig="$PKI/kubelet.kubeconfig" \
 		--root-dir="$E2E_LAB/kubelet/root" --cert-dir="$E2E_LAB/kubelet/pki" \
-		--hostname-override="$NODE_NAME" --v=2
+		--hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=2
+}
+
+# start_kube_proxy: kube-proxy as a host process (see e2e/README.md for why
+# not a DaemonSet), in E2E_PROXY_MODE, NodePorts on the node address only.
+# It leaves the conntrack sysctls alone (0 = keep the kernel's values).
+start_kube_proxy() {
+	mkdir -p "$E2E_LAB/kube-proxy"
+	cat >"$E2E_LAB/kube-proxy/config.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: $PKI/kube-proxy.kubeconfig
+hostnameOverride: $NODE_NAME
+mode: $E2E_PROXY_MODE
+clusterCIDR: $CLUSTER_CIDR
+detectLocalMode: ClusterCIDR
+nodePortAddresses: [primary]
+healthzBindAddress: 127.0.0.1:$PROXY_HEALTHZ_PORT
+metricsBindAddress: 127.0.0.1:$PROXY_METRICS_PORT
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+EOF
+	start kube-proxy "$K8S_BIN/kube-proxy" --config="$E2E_LAB/kube-proxy/config.yaml" --v=2
+}
+
+proxy_healthy() {
+	busybox wget -q -O /dev/null "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz"
+}
+
+# start_coredns: the cluster DNS as users deploy it: a Deployment of CoreDNS
+# behind Service kube-dns in kube-system, with the image built by build.sh.
+start_coredns() {
+	# shellcheck disable=SC2016 # envsubst's list of the variables it may replace
+	local vars='${COREDNS_IMAGE} ${DNS_SERVICE_IP} ${CLUSTER_DOMAIN}'
+	COREDNS_IMAGE=$COREDNS_IMAGE DNS_SERVICE_IP=$DNS_SERVICE_IP CLUSTER_DOMAIN=$CLUSTER_DOMAIN \
+		envsubst "$vars" <"$E2E_DIR/addons/coredns.yaml" | kubectl_admin apply -f - >/dev/null ||
+		die "could not apply the CoreDNS manifest $E2E_DIR/addons/coredns.yaml"
 }
 
 write_cluster_env() {
@@ -436,6 +524,13 @@ write_cluster_env() {
 			E2E_SERVICE_CIDR "$SERVICE_CIDR" \
 			E2E_PAUSE_IMAGE "$PAUSE_IMAGE" \
 			E2E_BUSYBOX_IMAGE "$BUSYBOX_IMAGE" \
+			E2E_NETTOOL_IMAGE "$NETTOOL_IMAGE" \
+			E2E_NODE_IP "$NODE_IP" \
+			E2E_NODE_IFACE "$NODE_IFACE" \
+			E2E_APISERVER_URL "$APISERVER_URL" \
+			E2E_DNS_SERVICE_IP "$DNS_SERVICE_IP" \
+			E2E_CLUSTER_DOMAIN "$CLUSTER_DOMAIN" \
+			E2E_PROXY_MODE "$E2E_PROXY_MODE" \
 			E2E_CNI "$E2E_CNI" \
 			E2E_AFTER_DOWN "$E2E_AFTER_DOWN"
 	} >"$E2E_LAB/cluster.env.tmp"
@@ -454,6 +549,7 @@ main() {
 	rm -rf "$LOGS"
 	mkdir -p "$LOGS" "$RUN/hooks"
 	make_pki
+	node_address
 	write_cluster_env
 
 	start_etcd
@@ -471,11 +567,23 @@ main() {
 	export E2E_CNI_INSTALL_BIN_DIR=$CNI_BIN E2E_CNI_INSTALL_CONF_DIR=$CNI_CONF
 	export E2E_LOG_DIR=$LOGS E2E_HOOK_RUN_DIR=$RUN/hooks
 	export E2E_CLUSTER_CIDR=$CLUSTER_CIDR E2E_SERVICE_CIDR=$SERVICE_CIDR
+	export E2E_NODE_IP=$NODE_IP E2E_APISERVER_URL=$APISERVER_URL
 	run_hook E2E_BEFORE_KUBELET before-kubelet
 
+	if [ "$E2E_CNI" = bridge ]; then
+		# Replies of a Service's endpoint to a client on the same bridge
+		# never reach the host's routing: without this, they skip the
+		# reverse NAT of kube-proxy's DNAT (Kubernetes' documented
+		# requirement for bridge plugins).
+		sysctl -q -w net.bridge.bridge-nf-call-iptables=1 ||
+			die "cannot set net.bridge.bridge-nf-call-iptables=1, which the bridge CNI needs for Services (is br_netfilter available?)"
+	fi
 	start_kubelet
 	kwait "node $NODE_NAME to register" --for=create "node/$NODE_NAME"
 	log "node $NODE_NAME registered"
+	start_kube_proxy
+	wait_up "kube-proxy /healthz on 127.0.0.1:$PROXY_HEALTHZ_PORT (its first sync of the rules)" proxy_healthy
+	log "kube-proxy ($E2E_PROXY_MODE) serving Services"
 	kwait "a pod CIDR for node $NODE_NAME" --for=jsonpath='{.spec.podCIDR}' "node/$NODE_NAME"
 	E2E_POD_CIDR=$(kubectl_admin get node "$NODE_NAME" -o jsonpath='{.spec.podCIDR}')
 	export E2E_POD_CIDR
@@ -486,6 +594,12 @@ main() {
 	install_cni_conflist
 	kwait "node $NODE_NAME to be Ready" --for=condition=Ready "node/$NODE_NAME"
 	log "node $NODE_NAME Ready"
+	kwait "the kubernetes Service's endpoint at $NODE_IP:$APISERVER_PORT (endpoint reconciler)" \
+		--for=jsonpath='{.endpoints[0].addresses[0]}'="$NODE_IP" endpointslice/kubernetes --namespace default
+	start_coredns
+	kwait "CoreDNS (deployment kube-system/coredns) to be available; see its pod's events and logs" \
+		--for=condition=Available deployment/coredns --namespace kube-system
+	log "CoreDNS available behind Service kube-system/kube-dns ($DNS_SERVICE_IP)"
 	kwait "the default service account" --for=create serviceaccount/default --namespace default
 	all_alive
 	up_done=1

@@ -30,6 +30,16 @@ type Cluster struct {
 	NodeName     string
 	PodCIDR      netip.Prefix
 	BusyboxImage string
+	// NettoolImage runs e2e/cluster/e2e-nettool (server and clients of the
+	// Service tests).
+	NettoolImage string
+	// NodeIP is the node's InternalIP, where kube-apiserver, kubelet and
+	// NodePorts listen.
+	NodeIP netip.Addr
+	// DNSServiceIP is Service kube-system/kube-dns (CoreDNS); ClusterDomain
+	// the cluster's DNS domain.
+	DNSServiceIP  netip.Addr
+	ClusterDomain string
 	// CNI is "custom" (ovsnet) or "bridge" (the reference plugins).
 	CNI    string
 	Client kubernetes.Interface
@@ -60,13 +70,22 @@ func env(names ...string) (map[string]string, error) {
 // is allowed bursts well above client-go's defaults: tests create tens of
 // pods at once, and client-side throttling would be measured as latency.
 func LoadCluster() (*Cluster, error) {
-	e, err := env("KUBECONFIG", "E2E_KUBECTL", "E2E_NODE_NAME", "E2E_POD_CIDR", "E2E_BUSYBOX_IMAGE", "E2E_CNI", "E2E_LAB")
+	e, err := env("KUBECONFIG", "E2E_KUBECTL", "E2E_NODE_NAME", "E2E_POD_CIDR", "E2E_BUSYBOX_IMAGE", "E2E_CNI", "E2E_LAB",
+		"E2E_NETTOOL_IMAGE", "E2E_NODE_IP", "E2E_DNS_SERVICE_IP", "E2E_CLUSTER_DOMAIN")
 	if err != nil {
 		return nil, err
 	}
 	cidr, err := netip.ParsePrefix(e["E2E_POD_CIDR"])
 	if err != nil {
 		return nil, fmt.Errorf("E2E_POD_CIDR %q: %w", e["E2E_POD_CIDR"], err)
+	}
+	nodeIP, err := netip.ParseAddr(e["E2E_NODE_IP"])
+	if err != nil {
+		return nil, fmt.Errorf("E2E_NODE_IP %q: %w", e["E2E_NODE_IP"], err)
+	}
+	dnsIP, err := netip.ParseAddr(e["E2E_DNS_SERVICE_IP"])
+	if err != nil {
+		return nil, fmt.Errorf("E2E_DNS_SERVICE_IP %q: %w", e["E2E_DNS_SERVICE_IP"], err)
 	}
 	rc, err := clientcmd.BuildConfigFromFlags("", e["KUBECONFIG"])
 	if err != nil {
@@ -81,6 +100,7 @@ func LoadCluster() (*Cluster, error) {
 	return &Cluster{
 		Lab: e["E2E_LAB"], Kubeconfig: e["KUBECONFIG"], KubectlPath: e["E2E_KUBECTL"], NodeName: e["E2E_NODE_NAME"],
 		PodCIDR: cidr, BusyboxImage: e["E2E_BUSYBOX_IMAGE"], CNI: e["E2E_CNI"], Client: cs, Rest: rc,
+		NettoolImage: e["E2E_NETTOOL_IMAGE"], NodeIP: nodeIP, DNSServiceIP: dnsIP, ClusterDomain: e["E2E_CLUSTER_DOMAIN"],
 	}, nil
 }
 

@@ -176,12 +176,40 @@ func AllReady(n int) func(map[string]*corev1.Pod) (bool, error) {
 			if p.Status.Phase == corev1.PodFailed && p.DeletionTimestamp == nil {
 				return false, fmt.Errorf("pod %s failed: %s", p.Name, Describe(map[string]*corev1.Pod{p.Name: p}))
 			}
+			if p.DeletionTimestamp == nil {
+				if err := stuck(p); err != nil {
+					return false, err
+				}
+			}
 			if PodReady(p) && p.DeletionTimestamp == nil {
 				ready++
 			}
 		}
 		return ready == n && len(pods) == n, nil
 	}
+}
+
+// stuck is an error for a pod whose container cannot start without a
+// change to the pod or the node (a crashing command, a missing image):
+// waiting for it would only run into the deadline.
+func stuck(p *corev1.Pod) error {
+	for _, cs := range p.Status.ContainerStatuses {
+		if w := cs.State.Waiting; w != nil {
+			switch w.Reason {
+			case "CrashLoopBackOff", "ErrImageNeverPull", "InvalidImageName", "CreateContainerConfigError":
+				return fmt.Errorf("pod %s cannot start: container %s %s: %s (last exit: %s)",
+					p.Name, cs.Name, w.Reason, w.Message, lastExit(cs))
+			}
+		}
+	}
+	return nil
+}
+
+func lastExit(cs corev1.ContainerStatus) string {
+	if t := cs.LastTerminationState.Terminated; t != nil {
+		return fmt.Sprintf("code %d %s %s", t.ExitCode, t.Reason, t.Message)
+	}
+	return "none"
 }
 
 // Describe summarises pods for error messages: phase, readiness and the
