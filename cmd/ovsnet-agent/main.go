@@ -73,6 +73,8 @@ func command() *cobra.Command {
 	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", cfg.ClusterCIDR, "the cluster's pod network, exempt from the masquerade (every node's pod CIDR always is)")
 	f.StringVar(&cfg.PeersFile, "peers-file", cfg.PeersFile, "standalone mode: YAML file listing the other nodes (name, nodeIP, podCIDRs), watched for changes")
 	f.StringVar(&cfg.Uplink, "uplink", cfg.Uplink, "interface carrying the node's address (default: the one holding --node-ip or the Node's InternalIP)")
+	f.BoolVar(&cfg.NetworkPolicy, "network-policy", cfg.NetworkPolicy, "Kubernetes mode: enforce NetworkPolicy")
+	f.StringVar(&cfg.ServiceCIDRs, "service-cidr", cfg.ServiceCIDRs, "the cluster's Service address ranges, comma separated (NetworkPolicy checks egress to them after kube-proxy's NAT)")
 	f.StringVar(&cfg.UplinkBridge, "uplink-bridge", cfg.UplinkBridge, "userspace datapath with tunnels: OVS bridge that takes the node's address from the uplink")
 	f.StringVar(&cfg.GatewayName, "gateway-name", cfg.GatewayName, "name of the gateway's OVS internal port")
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", cfg.Kubeconfig, "kubeconfig file: Kubernetes mode (pod CIDR from the Node, pod GC, Events); in a pod the in-cluster configuration is used")

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,7 @@ import (
 	"github.com/ovsnet/ovsnet/internal/pipeline"
 	"github.com/ovsnet/ovsnet/internal/podnet"
 	"github.com/ovsnet/ovsnet/internal/pods"
+	"github.com/ovsnet/ovsnet/internal/policy"
 )
 
 // Config is the agent's configuration; see cmd/ovsnet-agent for the flags.
@@ -99,21 +101,33 @@ type Config struct {
 	HostNetns string
 	// PlumbHook, for tests of the asynchronous mode. Not a flag.
 	PlumbHook func(context.Context, attachments.Attachment)
+	// PolicySource, for tests, enforces NetworkPolicy from a source of
+	// the test's in standalone mode. Not a flag.
+	PolicySource policy.Source
+
+	// NetworkPolicy enforces Kubernetes NetworkPolicy (Kubernetes mode).
+	NetworkPolicy bool
+	// ServiceCIDRs are the cluster's Service address ranges (comma
+	// separated): a pod's packet to one is checked against egress policy
+	// after the host's NAT, not before.
+	ServiceCIDRs string
 }
 
 // Defaults are the documented flag defaults.
 func Defaults() Config {
 	return Config{
-		OVSDB:        ovsdb.DefaultEndpoint,
-		OVSRunDir:    "/run/openvswitch",
-		Bridge:       "br-int",
-		DatapathType: "system",
-		HealthAddr:   "127.0.0.1:9364",
-		StateDir:     ipam.DefaultStateDir,
-		CNISocket:    cniapi.DefaultSocket,
-		TrafficMode:  string(crossnode.Geneve),
-		UplinkBridge: "br-phy",
-		GatewayName:  gateway.DefaultName,
+		OVSDB:         ovsdb.DefaultEndpoint,
+		OVSRunDir:     "/run/openvswitch",
+		Bridge:        "br-int",
+		DatapathType:  "system",
+		HealthAddr:    "127.0.0.1:9364",
+		StateDir:      ipam.DefaultStateDir,
+		CNISocket:     cniapi.DefaultSocket,
+		TrafficMode:   string(crossnode.Geneve),
+		NetworkPolicy: true,
+		ServiceCIDRs:  "10.96.0.0/12",
+		UplinkBridge:  "br-phy",
+		GatewayName:   gateway.DefaultName,
 	}
 }
 
@@ -167,10 +181,28 @@ func (c Config) Validate() error {
 	if c.PeersFile != "" && c.kubernetes() {
 		return errors.New("--peers-file is for standalone mode; in Kubernetes mode the peers are the Node objects")
 	}
+	if _, err := c.serviceCIDRs(); err != nil {
+		return err
+	}
 	if c.UplinkBridge == "" || len(c.UplinkBridge) > 15 {
 		return fmt.Errorf("--uplink-bridge %q: want a name of 1 to 15 characters", c.UplinkBridge)
 	}
 	return nil
+}
+
+func (c Config) serviceCIDRs() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(c.ServiceCIDRs, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil || !p.Addr().Is4() {
+			return nil, fmt.Errorf("--service-cidr %q: want IPv4 subnets, comma separated, e.g. 10.96.0.0/12", c.ServiceCIDRs)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func (c Config) mode() crossnode.Mode { m, _ := crossnode.ParseMode(c.TrafficMode); return m }
@@ -215,6 +247,9 @@ type Agent struct {
 	mtu int
 	// cross reaches the other nodes (nil until the pod network exists).
 	cross *crossnode.Reconciler
+	// policySrc and policy enforce NetworkPolicy (nil when off).
+	policySrc policy.Source
+	policy    *policy.Controller
 	// tso: ovs-vswitchd runs with other_config:userspace-tso-enable.
 	tso atomic.Bool
 }
@@ -272,6 +307,12 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 			return nil, err
 		}
 	}
+	switch {
+	case cfg.PolicySource != nil:
+		a.policySrc = cfg.PolicySource
+	case a.cluster != nil && cfg.NetworkPolicy:
+		a.policySrc = a.cluster.NewPolicySource()
+	}
 	if cfg.PodCIDR != "" {
 		if err := a.setupPodNetwork(netip.MustParsePrefix(cfg.PodCIDR)); err != nil {
 			return nil, err
@@ -319,6 +360,9 @@ func (a *Agent) setupPodNetwork(cidr netip.Prefix) error {
 	a.mtu = mtu
 	a.network = pipeline.Network{PodCIDR: cidr, GatewayIP: alloc.Gateway(), GatewayMAC: podnet.MACFromIP(alloc.Gateway())}
 	a.cross = a.newCrossnode()
+	if a.policySrc != nil {
+		a.policy = a.newPolicy()
+	}
 	a.pods = pods.New(pods.Config{
 		Bridge:  a.cfg.Bridge,
 		Network: a.network,
@@ -328,6 +372,7 @@ func (a *Agent) setupPodNetwork(cidr netip.Prefix) error {
 		// userspace-tso-enable (then pods keep their offloads).
 		TxChecksumOffloadOff: func() bool { return a.cfg.DatapathType == "netdev" && !a.tso.Load() },
 		QuietHostEnds:        a.cfg.DatapathType == "netdev",
+		BeforeReady:          a.waitPolicy,
 		AsyncInterfaces:      a.cfg.AsyncInterfaces,
 		HostNetns:            a.cfg.HostNetns,
 		IPAM:                 alloc,
@@ -416,6 +461,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cluster != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.cluster.Run(ctx) }()
+	}
+	if r, ok := a.policySrc.(interface{ Run(context.Context) error }); ok && a.cfg.PolicySource == nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = r.Run(ctx) }()
 	}
 	fatal := make(chan error, 2)
 	if a.cfg.servesPods() {

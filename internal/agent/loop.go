@@ -116,6 +116,15 @@ func (a *Agent) podsRunning() bool { return a.podsStarted.Load() }
 // runPods runs the flow reconciler, the sandbox watcher and, in
 // Kubernetes mode, the garbage collection of pods that are gone.
 func (a *Agent) runPods(ctx context.Context) {
+	if c := a.policyController(); c != nil {
+		a.bg.Add(1)
+		go func() {
+			defer a.bg.Done()
+			if err := c.Run(ctx); err != nil && ctx.Err() == nil {
+				a.log.Error("NetworkPolicy controller stopped", "err", err)
+			}
+		}()
+	}
 	a.bg.Add(1)
 	go func() {
 		defer a.bg.Done()
@@ -283,6 +292,7 @@ func (a *Agent) programSession(ctx context.Context, sess *ofconn.Session) error 
 			return fmt.Errorf("compute pod flows: %w", err)
 		}
 	}
+	a.policyBeforeResync(ctx)
 	a.status.Set(health.OpenFlowNotReady, "installing flows")
 	start := time.Now()
 	if err := a.flows.Resync(ctx, sess); err != nil {

@@ -208,6 +208,9 @@ func externalIDs(a attachments.Attachment) map[string]string {
 // current generation (or, asynchronously, returns at once), then answers.
 func (s *Service) finishAdd(ctx context.Context, a attachments.Attachment) (*current.Result, error) {
 	if a.Async {
+		if err := s.beforeReady(ctx, a); err != nil {
+			return nil, err
+		}
 		return s.result(a), nil
 	}
 	start := time.Now()
@@ -242,6 +245,9 @@ func (s *Service) finishAdd(ctx context.Context, a attachments.Attachment) (*cur
 		}
 		return nil, cniserver.WithCode(types.ErrInternal, fmt.Errorf("pod flows not installed: %w", why), "")
 	}
+	if err := s.beforeReady(ctx, a); err != nil {
+		return nil, err
+	}
 	a, _ = s.store.Annotate(a.Key, a.Incarnation, func(e *attachments.Attachment) {
 		e.State = attachments.Ready
 		if e.ReadyAt.IsZero() {
@@ -249,6 +255,20 @@ func (s *Service) finishAdd(ctx context.Context, a attachments.Attachment) (*cur
 		}
 	})
 	return s.result(a), nil
+}
+
+// beforeReady runs Config.BeforeReady, timed as the "policy" phase.
+func (s *Service) beforeReady(ctx context.Context, a attachments.Attachment) error {
+	if s.cfg.BeforeReady == nil {
+		return nil
+	}
+	start := time.Now()
+	err := s.cfg.BeforeReady(ctx, a)
+	s.phase(a, "policy", start)
+	if err != nil {
+		return cniserver.WithCode(types.ErrTryAgainLater, err, "")
+	}
+	return nil
 }
 
 // flowsPending says why an attachment's flows are not in.

@@ -89,6 +89,10 @@ type Config struct {
 	// QuietHostEnds is set for the userspace datapath (see
 	// podnet.Config.QuietHostEnd).
 	QuietHostEnds bool
+	// BeforeReady, if set, runs before ADD answers, after the pod's own
+	// flows are in: NetworkPolicy installs the pod's policy flows there, so
+	// that a new pod is never briefly open to what its policies deny.
+	BeforeReady func(ctx context.Context, a attachments.Attachment) error
 	// AsyncInterfaces: ADD declares the port and returns; the interface is
 	// created afterwards and flows follow when OVS reports the port (the
 	// model of platforms where the runtime creates the NIC after ADD).

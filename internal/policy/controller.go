@@ -69,7 +69,8 @@ type Controller struct {
 	last     Result
 	problems map[string]string
 	lastErr  error
-	passes   uint64
+	passes   uint64 // passes applied
+	started  uint64 // passes begun
 }
 
 type ruleAlloc struct {
@@ -146,6 +147,9 @@ const ownerExempt pipeline.Owner = "policy/exempt"
 
 // pass computes and applies the policy flows once.
 func (c *Controller) pass(ctx context.Context) error {
+	c.mu.Lock()
+	c.started++
+	c.mu.Unlock()
 	snap, ok := c.cfg.Source.Snapshot()
 	if !ok {
 		return nil // not listed yet: nothing is judged
@@ -370,16 +374,23 @@ func (c *Controller) Passes() uint64 {
 	return c.passes
 }
 
-// WaitPass blocks until a pass after now has been applied.
+// WaitPass blocks until a pass that began after the call has been applied.
 func (c *Controller) WaitPass(ctx context.Context) error {
 	c.mu.Lock()
-	ch := c.done
+	want := c.started + 1
 	c.mu.Unlock()
 	c.Kick()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		c.mu.Lock()
+		done, ch := c.passes >= want, c.done
+		c.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
