@@ -360,9 +360,6 @@ func (a *Agent) setupPodNetwork(cidr netip.Prefix) error {
 	a.mtu = mtu
 	a.network = pipeline.Network{PodCIDR: cidr, GatewayIP: alloc.Gateway(), GatewayMAC: podnet.MACFromIP(alloc.Gateway())}
 	a.cross = a.newCrossnode()
-	if a.policySrc != nil {
-		a.policy = a.newPolicy()
-	}
 	a.pods = pods.New(pods.Config{
 		Bridge:  a.cfg.Bridge,
 		Network: a.network,
@@ -389,6 +386,9 @@ func (a *Agent) setupPodNetwork(cidr netip.Prefix) error {
 			a.metrics.addPhase.WithLabelValues(phase).Observe(d.Seconds())
 		},
 	})
+	if a.policySrc != nil {
+		a.policy = a.newPolicy()
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"time"
@@ -74,11 +75,36 @@ func (a *Agent) policyBeforeResync(ctx context.Context) {
 }
 
 // PolicyPass waits until the NetworkPolicy controller has applied a pass
-// that began after the call: what the source said then is on the switch.
+// that began after the call, and the datapath's flow cache has caught up
+// with it: what the source said then decides every packet sent afterwards.
+//
+// The second half matters because ovs-vswitchd revalidates its cached
+// datapath flows asynchronously after a flow table change (within one
+// revalidation cycle, milliseconds): until then a packet can still take a
+// cached path that a new policy denies. Pod ADDs do not wait for it (a new
+// pod's address has no cached allow path; docs/networkpolicy.md), but a
+// caller asking "is this policy in force" does.
 func (a *Agent) PolicyPass(ctx context.Context) error {
 	c := a.policyController()
 	if c == nil {
 		return nil
 	}
-	return c.WaitPass(ctx)
+	if err := c.WaitPass(ctx); err != nil {
+		return err
+	}
+	return a.settleDatapath(ctx)
+}
+
+// settleDatapath returns once every cached datapath flow has been
+// revalidated against the current OpenFlow tables. One revalidator/wait
+// answers at the end of the cycle running when it is asked, which may have
+// begun before the last flow change; the second answers at the end of a
+// cycle that began after it.
+func (a *Agent) settleDatapath(ctx context.Context) error {
+	for range 2 {
+		if _, err := a.vswitchd.Call(ctx, "revalidator/wait"); err != nil {
+			return fmt.Errorf("wait for ovs-vswitchd to revalidate its datapath flows: %w", err)
+		}
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package agent_test
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -85,7 +84,7 @@ func TestNetworkPolicyTables(t *testing.T) {
 	e.add(a)
 	e.add(b)
 	e.add(c)
-	ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
+	ctx, cancel := context.WithTimeout(e.ctx, 15*time.Second)
 	defer cancel()
 	counters := map[int]*cnitest.UDPCounter{}
 	for _, port := range []int{9000, 9001, 9002} {
@@ -130,15 +129,17 @@ func TestNetworkPolicyTables(t *testing.T) {
 			Ports: []networkingv1.NetworkPolicyPort{udpPort(9002)}},
 	}
 	src.set(func() { src.policies = []*networkingv1.NetworkPolicy{pol} })
+	t.Logf("%s policy set", time.Now().Format(time.StampMicro))
 	if err := e.a.Agent.PolicyPass(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%s policy pass returned", time.Now().Format(time.StampMicro))
 	before := counters[9001].From(a.ip)
 	send(a, 9001, 10) // a port no rule allows
 	send(a, 9000, 5)  // the fence: allowed
 	arrives(a, 9000)
 	if n := counters[9001].From(a.ip); n != before {
-		t.Fatalf("isolated pod: %d datagrams to a port no rule allows arrived", n-before)
+		t.Fatalf("isolated pod: %d datagrams to a port no rule allows arrived\n%s", n-before, e.o.Ofctl("-O", "OpenFlow13", "dump-flows", "br-int"))
 	}
 	send(c, 9000, 10) // the port allowed to a, not to c
 	send(c, 9002, 5)
@@ -185,7 +186,7 @@ func TestNetworkPolicyTables(t *testing.T) {
 		t.Fatalf("egress to an address the block allows: %v", err)
 	}
 	if n := counters[9000].From(a.ip); n != before {
-		t.Fatalf("egress to the block's except: %d datagrams arrived", n-before)
+		t.Fatalf("egress to the block's except: %d datagrams arrived\n%s", n-before, e.o.Ofctl("-O", "OpenFlow13", "dump-flows", "br-int"))
 	}
 
 	// A new pod its policy selects is isolated from the moment ADD returns.
@@ -220,7 +221,11 @@ func TestNetworkPolicyTables(t *testing.T) {
 	if err := e.a.Agent.PolicyPass(ctx); err != nil {
 		t.Fatal(err)
 	}
-	send(c, 9000, 5)
-	arrives(c, 9000)
-	_ = netip.Addr{}
+	before = counters[9000].From(c.ip)
+	if err := cnitest.SendUDP(c.ns.Path, c.ip, b.ip, 9000, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := counters[9000].WaitFrom(ctx, c.ip, before+5); err != nil {
+		t.Fatalf("after the policies went: %v\n%s", err, e.o.Ofctl("-O", "OpenFlow13", "dump-flows", "br-int"))
+	}
 }

@@ -65,8 +65,11 @@ type Controller struct {
 	usedPrio map[uint16]bool
 	// seen is, per local attachment, the incarnation included in the last
 	// applied pass, and whether its pod was known then.
-	seen     map[attachments.Key]seenPod
-	last     Result
+	seen map[attachments.Key]seenPod
+	last Result
+	// lastSrc and lastFP are the inputs of the last applied pass.
+	lastSrc  <-chan struct{}
+	lastFP   string
 	problems map[string]string
 	lastErr  error
 	passes   uint64 // passes applied
@@ -150,11 +153,29 @@ func (c *Controller) pass(ctx context.Context) error {
 	c.mu.Lock()
 	c.started++
 	c.mu.Unlock()
+	// The source's change channel, taken before its snapshot, names the
+	// snapshot's version: the pass can be skipped when neither it nor
+	// anything the pass reads of the local attachments has changed. Most
+	// store changes (a pod's phase, its flow report) are of that kind.
+	srcVersion := c.cfg.Source.Changed()
 	snap, ok := c.cfg.Source.Snapshot()
 	if !ok {
 		return nil // not listed yet: nothing is judged
 	}
 	local := c.cfg.Store.List()
+	var nodeIPs []netip.Addr
+	if c.cfg.NodeIPs != nil {
+		nodeIPs = c.cfg.NodeIPs()
+	}
+	fp := fingerprint(local, nodeIPs)
+	c.mu.Lock()
+	if c.passes > 0 && c.lastErr == nil && c.lastSrc == srcVersion && c.lastFP == fp {
+		c.passes++
+		c.finishLocked()
+		c.mu.Unlock()
+		return nil
+	}
+	c.mu.Unlock()
 	// Local pods: the attachment's address; the API's labels and ports.
 	type localPod struct {
 		a     attachments.Attachment
@@ -189,10 +210,6 @@ func (c *Controller) pass(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	changes := map[pipeline.Owner][]pipeline.Flow{}
-	var nodeIPs []netip.Addr
-	if c.cfg.NodeIPs != nil {
-		nodeIPs = c.cfg.NodeIPs()
-	}
 	changes[ownerExempt] = pipeline.PolicyExemptFlows(c.cfg.Network, nodeIPs, c.cfg.ServiceCIDRs)
 	live := map[string]bool{}
 	for _, r := range res.Rules {
@@ -250,11 +267,35 @@ func (c *Controller) pass(ctx context.Context) error {
 		c.seen[lp.a.Key] = seenPod{inc: lp.a.Incarnation, known: lp.known}
 	}
 	c.last = res
+	c.lastSrc, c.lastFP = srcVersion, fp
 	c.passes++
+	c.log.Debug("policy pass applied", "pass", c.passes, "rules", len(res.Rules), "isolated", len(res.Isolated), "owners", len(changes))
 	c.reportProblems(res.Problems)
+	c.finishLocked()
+	return nil
+}
+
+// finishLocked wakes the waiters of a pass.
+func (c *Controller) finishLocked() {
 	close(c.done)
 	c.done = make(chan struct{})
-	return nil
+}
+
+// fingerprint is what a pass reads of the local attachments and the node.
+func fingerprint(local []attachments.Attachment, nodeIPs []netip.Addr) string {
+	lines := make([]string, 0, len(local)+len(nodeIPs))
+	for _, a := range local {
+		if a.Pod.Name == "" || !a.IP.IsValid() || a.State == attachments.Deleting {
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("%s/%s %d %s %s/%s/%s", a.Key.ContainerID, a.Key.IfName, a.Incarnation,
+			a.IP, a.Pod.Namespace, a.Pod.Name, a.Pod.UID))
+	}
+	for _, ip := range nodeIPs {
+		lines = append(lines, "node "+ip.String())
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
 }
 
 func (c *Controller) allocate() (ruleAlloc, error) {
