@@ -26,6 +26,7 @@ func (a *Agent) httpHandler() http.Handler {
 	mux.HandleFunc("GET "+agentapi.PathPods, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.apiPods()) })
 	mux.HandleFunc("GET "+agentapi.PathPorts, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, a.apiPorts()) })
 	mux.HandleFunc("GET "+agentapi.PathFlows, a.apiFlows)
+	mux.HandleFunc("GET "+agentapi.PathPolicy, a.apiPolicy)
 	return mux
 }
 

@@ -11,6 +11,7 @@ type metrics struct {
 	cniRequests *prometheus.CounterVec
 	cniSeconds  *prometheus.HistogramVec
 	addPhase    *prometheus.HistogramVec
+	policyPass  prometheus.Histogram
 }
 
 func newMetrics(a *Agent, reg prometheus.Registerer) *metrics {
@@ -35,7 +36,12 @@ func newMetrics(a *Agent, reg prometheus.Registerer) *metrics {
 		Help:    "Duration of each phase of a pod ADD (ipam, plumbing, ovsdb, port-ready, flows).",
 		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
 	}, []string{"phase"})
-	reg.MustRegister(m.resync, m.cniRequests, m.cniSeconds, m.addPhase)
+	m.policyPass = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "ovsnet_policy_pass_seconds",
+		Help:    "Time to compute the NetworkPolicy rules of the node's pods and install the flows that changed.",
+		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+	})
+	reg.MustRegister(m.resync, m.cniRequests, m.cniSeconds, m.addPhase, m.policyPass, newPolicyCollector(a))
 	a.handler.metrics = m
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ovsnet_openflow_ports",

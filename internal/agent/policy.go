@@ -26,6 +26,7 @@ func (a *Agent) newPolicy() *policy.Controller {
 		},
 		ServiceCIDRs: cidrs,
 		OnProblems:   a.policyEvent,
+		OnPass:       func(d time.Duration) { a.metrics.policyPass.Observe(d.Seconds()) },
 		Logger:       a.log.With("component", "policy"),
 	})
 }

@@ -1,8 +1,14 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +19,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/ovsnet/ovsnet/internal/agent"
+	"github.com/ovsnet/ovsnet/internal/agentapi"
 	"github.com/ovsnet/ovsnet/internal/cnitest"
+	"github.com/ovsnet/ovsnet/internal/ctl"
 	"github.com/ovsnet/ovsnet/internal/policy"
 )
 
@@ -129,11 +137,9 @@ func TestNetworkPolicyTables(t *testing.T) {
 			Ports: []networkingv1.NetworkPolicyPort{udpPort(9002)}},
 	}
 	src.set(func() { src.policies = []*networkingv1.NetworkPolicy{pol} })
-	t.Logf("%s policy set", time.Now().Format(time.StampMicro))
 	if err := e.a.Agent.PolicyPass(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s policy pass returned", time.Now().Format(time.StampMicro))
 	before := counters[9001].From(a.ip)
 	send(a, 9001, 10) // a port no rule allows
 	send(a, 9000, 5)  // the fence: allowed
@@ -145,6 +151,7 @@ func TestNetworkPolicyTables(t *testing.T) {
 	send(c, 9002, 5)
 	arrives(c, 9002)
 	never(c, 9000, "a peer the rule does not select")
+	checkPolicyAPI(t, e, b, 20)
 
 	// An established connection's replies pass: b, isolated for ingress,
 	// gets the answers to what it sends.
@@ -189,20 +196,50 @@ func TestNetworkPolicyTables(t *testing.T) {
 		t.Fatalf("egress to the block's except: %d datagrams arrived\n%s", n-before, e.o.Ofctl("-O", "OpenFlow13", "dump-flows", "br-int"))
 	}
 
-	// A new pod its policy selects is isolated from the moment ADD returns.
+	// A new pod its policy selects is isolated from the moment ADD returns,
+	// also when the agent learns of the pod late (its informer lags the
+	// API): ADD waits for the pod's labels. The listeners bind before ADD,
+	// so a datagram that passes right after ADD has a socket to arrive at.
 	d := e.newPod()
-	src.set(func() { src.labels[d.Name] = map[string]string{"app": "b"} })
-	e.add(d)
-	rxd, err := cnitest.ListenUDP(d.ns.Path, d.ip, 9001)
+	rxd, err := cnitest.ListenUDP(d.ns.Path, "0.0.0.0", 9001)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rxd.Close()
-	rxd2, err := cnitest.ListenUDP(d.ns.Path, d.ip, 9002)
+	rxd2, err := cnitest.ListenUDP(d.ns.Path, "0.0.0.0", 9002)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rxd2.Close()
+	type addResult struct {
+		ip  string
+		err error
+	}
+	added := make(chan addResult, 1)
+	go func() {
+		res, err := e.rt.Add(e.ctx, d.Pod)
+		if err == nil && len(res.IPs) != 1 {
+			err = fmt.Errorf("%d IPs", len(res.IPs))
+		}
+		if err != nil {
+			added <- addResult{err: err}
+			return
+		}
+		added <- addResult{ip: res.IPs[0].Address.IP.String()}
+	}()
+	// While the pod is unknown, ADD must not return. The window only
+	// bounds how long the test looks; ADD returning at all is the failure.
+	select {
+	case r := <-added:
+		t.Fatalf("ADD of a pod unknown to the cluster's state returned (%v): its policies could not have been applied", r.err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	src.set(func() { src.labels[d.Name] = map[string]string{"app": "b"} })
+	r := <-added
+	if r.err != nil {
+		t.Fatalf("ADD %s: %v", d.Name, r.err)
+	}
+	d.ip = r.ip
 	if err := cnitest.SendUDP(c.ns.Path, c.ip, d.ip, 9001, 10); err != nil {
 		t.Fatal(err)
 	}
@@ -227,5 +264,71 @@ func TestNetworkPolicyTables(t *testing.T) {
 	}
 	if err := counters[9000].WaitFrom(ctx, c.ip, before+5); err != nil {
 		t.Fatalf("after the policies went: %v\n%s", err, e.o.Ofctl("-O", "OpenFlow13", "dump-flows", "br-int"))
+	}
+}
+
+// checkPolicyAPI reads b's policy through ovsnetctl and the metrics: b is
+// isolated for ingress by default/b-in, with its two rules, and its drop
+// flows and the denied-packets counter have counted at least denied
+// datagrams.
+func checkPolicyAPI(t *testing.T, e *podEnv, b *testPod, denied int) {
+	t.Helper()
+	// Flow statistics reach the OpenFlow tables with the revalidators.
+	e.o.Appctl("revalidator/wait")
+	e.o.Appctl("revalidator/wait")
+	addr, err := e.a.HealthAddr(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd := ctl.Command()
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"--agent", addr.String(), "--json", "policy", "default/" + b.Name})
+	if err := cmd.ExecuteContext(e.ctx); err != nil {
+		t.Fatalf("ovsnetctl policy: %v", err)
+	}
+	var pp agentapi.PodPolicy
+	if err := json.Unmarshal(out.Bytes(), &pp); err != nil {
+		t.Fatal(err)
+	}
+	if !pp.Enforced || !pp.IngressIsolated || pp.EgressIsolated || !slices.Equal(pp.Policies, []string{"default/b-in"}) || len(pp.Rules) != 2 {
+		t.Fatalf("ovsnetctl policy %s: %+v", b.Name, pp)
+	}
+	var drops uint64
+	for _, f := range pp.Isolation {
+		drops += f.Packets
+	}
+	if drops < uint64(denied) {
+		t.Fatalf("isolation flows counted %d drops, want >= %d: %+v", drops, denied, pp.Isolation)
+	}
+	for _, r := range pp.Rules {
+		if len(r.Flows) == 0 || r.Conjunction == 0 {
+			t.Fatalf("rule %s: no flows or conjunction: %+v", r.ID, r)
+		}
+	}
+	out.Reset()
+	cmd = ctl.Command()
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"--agent", addr.String(), "policy", "default/" + b.Name})
+	if err := cmd.ExecuteContext(e.ctx); err != nil {
+		t.Fatalf("ovsnetctl policy: %v", err)
+	}
+	if !strings.Contains(out.String(), "isolated: only what a rule allows passes") {
+		t.Fatalf("ovsnetctl policy table:\n%s", out.String())
+	}
+	resp, err := http.Get("http://" + addr.String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	series := fmt.Sprintf(`ovsnet_policy_denied_packets_total{direction="ingress",namespace="default",pod=%q,policies="default/b-in"} `, b.Name)
+	i := strings.Index(string(body), series)
+	if i < 0 {
+		t.Fatalf("/metrics lacks %s", series)
+	}
+	var v float64
+	if _, err := fmt.Sscan(string(body[i+len(series):]), &v); err != nil || v < float64(denied) {
+		t.Fatalf("%s = %v (%v), want >= %d", series, v, err, denied)
 	}
 }

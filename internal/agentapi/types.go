@@ -12,6 +12,8 @@ const (
 	PathPods     = "/v1/pods"
 	PathPorts    = "/v1/ports"
 	PathFlows    = "/v1/flows"
+	// PathPolicy takes ?pod=<namespace>/<name>.
+	PathPolicy = "/v1/policy"
 )
 
 // Status is the agent's state.
@@ -110,4 +112,32 @@ type Flow struct {
 	Packets uint64 `json:"packets"`
 	Bytes   uint64 `json:"bytes"`
 	Text    string `json:"text"`
+}
+
+// PodPolicy is what NetworkPolicy does to one local pod.
+type PodPolicy struct {
+	Pod string `json:"pod"`
+	IP  string `json:"ip"`
+	// Enforced is false when the agent runs without NetworkPolicy.
+	Enforced bool `json:"enforced"`
+	// IngressIsolated and EgressIsolated: some policy selects the pod for
+	// that direction, so only what a rule allows passes.
+	IngressIsolated bool         `json:"ingressIsolated"`
+	EgressIsolated  bool         `json:"egressIsolated"`
+	Policies        []string     `json:"policies,omitempty"`
+	Rules           []PolicyRule `json:"rules"`
+	// Isolation holds the pod's drop flows; their packet counts are what
+	// the isolation denied.
+	Isolation []Flow `json:"isolation"`
+}
+
+// PolicyRule is one compiled rule that allows traffic to or from the pod.
+type PolicyRule struct {
+	ID          string `json:"id"`
+	Policy      string `json:"policy"`
+	Direction   string `json:"direction"`
+	Describe    string `json:"describe"`
+	Conjunction uint32 `json:"conjunction"`
+	Priority    uint16 `json:"priority"`
+	Flows       []Flow `json:"flows"`
 }

@@ -149,7 +149,46 @@ func Command() *cobra.Command {
 	}
 	flows.Flags().IntVar(&table, "table", -1, "show one table only")
 	root.AddCommand(flows)
+	root.AddCommand(&cobra.Command{
+		Use: "policy <namespace>/<pod>", Short: "NetworkPolicy of a pod: its isolation, the rules that apply and their flows",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var pp agentapi.PodPolicy
+			return c().get(cmd, agentapi.PathPolicy+"?pod="+url.QueryEscape(args[0]), &pp, func(w io.Writer) { printPolicy(w, pp) })
+		},
+	})
 	return root
+}
+
+func printPolicy(w io.Writer, pp agentapi.PodPolicy) {
+	fmt.Fprintf(w, "pod:\t%s (%s)\n", pp.Pod, pp.IP)
+	if !pp.Enforced {
+		fmt.Fprintln(w, "NetworkPolicy:\tnot enforced (the agent runs with --network-policy=false)")
+		return
+	}
+	iso := func(on bool) string {
+		if on {
+			return "isolated: only what a rule allows passes"
+		}
+		return "not isolated: everything passes"
+	}
+	fmt.Fprintf(w, "ingress:\t%s\n", iso(pp.IngressIsolated))
+	fmt.Fprintf(w, "egress:\t%s\n", iso(pp.EgressIsolated))
+	if len(pp.Policies) > 0 {
+		fmt.Fprintf(w, "selected by:\t%s\n", strings.Join(pp.Policies, ", "))
+	}
+	for _, f := range pp.Isolation {
+		fmt.Fprintf(w, "  n_packets=%d\ttable %d %s\t%s\n", f.Packets, f.Table, f.TableName, f.Text)
+	}
+	if len(pp.Rules) == 0 {
+		fmt.Fprintln(w, "rules:\tnone")
+	}
+	for _, r := range pp.Rules {
+		fmt.Fprintf(w, "rule %s\t%s (conjunction %d, priority %d)\n", r.ID, r.Describe, r.Conjunction, r.Priority)
+		for _, f := range r.Flows {
+			fmt.Fprintf(w, "  n_packets=%d\ttable %d %s\t%s\n", f.Packets, f.Table, f.TableName, f.Text)
+		}
+	}
 }
 
 func podName(p agentapi.Pod) string {

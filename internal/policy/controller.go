@@ -44,7 +44,10 @@ type Config struct {
 	// appear in the informer cache (default 10 s), after which it is
 	// treated as having no labels.
 	UnknownPodWait time.Duration
-	Logger         *slog.Logger
+	// OnPass, if set, is told how long each applied pass took (computing
+	// and installing; skipped passes are not reported).
+	OnPass func(time.Duration)
+	Logger *slog.Logger
 }
 
 // Controller keeps the policy flows equal to what the cluster's policies
@@ -141,8 +144,26 @@ func (c *Controller) Kick() {
 
 func (c *Controller) owner(r Rule) pipeline.Owner { return pipeline.Owner(r.ID) }
 
-func isolationOwner(k attachments.Key) pipeline.Owner {
-	return pipeline.Owner("isolation/" + k.ContainerID + "/" + k.IfName)
+func isolationOwner(k attachments.Key) pipeline.Owner { return IsolationOwner(k) }
+
+// IsolationOwner owns the isolation (drop) flows of a local attachment.
+func IsolationOwner(k attachments.Key) pipeline.Owner {
+	return pipeline.Owner(isolationPrefix + k.ContainerID + "/" + k.IfName)
+}
+
+const isolationPrefix = "isolation/"
+
+// ParseIsolationOwner returns the attachment an isolation owner is for.
+func ParseIsolationOwner(o pipeline.Owner) (attachments.Key, bool) {
+	rest, ok := strings.CutPrefix(string(o), isolationPrefix)
+	if !ok {
+		return attachments.Key{}, false
+	}
+	i := strings.LastIndexByte(rest, '/')
+	if i <= 0 {
+		return attachments.Key{}, false
+	}
+	return attachments.Key{ContainerID: rest[:i], IfName: rest[i+1:]}, true
 }
 
 // ownerExempt owns the node's and the Services' exemptions.
@@ -153,6 +174,7 @@ func (c *Controller) pass(ctx context.Context) error {
 	c.mu.Lock()
 	c.started++
 	c.mu.Unlock()
+	t0 := time.Now()
 	// The source's change channel, taken before its snapshot, names the
 	// snapshot's version: the pass can be skipped when neither it nor
 	// anything the pass reads of the local attachments has changed. Most
@@ -272,6 +294,9 @@ func (c *Controller) pass(ctx context.Context) error {
 	c.log.Debug("policy pass applied", "pass", c.passes, "rules", len(res.Rules), "isolated", len(res.Isolated), "owners", len(changes))
 	c.reportProblems(res.Problems)
 	c.finishLocked()
+	if c.cfg.OnPass != nil {
+		c.cfg.OnPass(time.Since(t0))
+	}
 	return nil
 }
 
@@ -396,16 +421,38 @@ func (c *Controller) ForPod(namespace, name string, ip netip.Addr) PodRules {
 	return out
 }
 
-// RuleOf returns the rule whose conjunction id is conj, for metrics.
-func (c *Controller) RuleOf(conj uint32) (string, bool) {
+// Allocation returns the conjunction id and priority of a live rule.
+func (c *Controller) Allocation(ruleID string) (conj uint32, prio uint16, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for id, al := range c.alloc {
-		if al.conj == conj {
-			return id, true
+	al, ok := c.alloc[ruleID]
+	return al.conj, al.prio, ok
+}
+
+// Rule returns the live rule whose flows owner o owns.
+func (c *Controller) Rule(o pipeline.Owner) (Rule, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.last.Rules {
+		if c.owner(r) == o {
+			return r, true
 		}
 	}
-	return "", false
+	return Rule{}, false
+}
+
+// Isolation returns how the last pass isolated the pod namespace/name.
+func (c *Controller) Isolation(namespace, name string) Isolation {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last.Isolated[namespace+"/"+name]
+}
+
+// Summary counts the live rules and isolated local pods.
+func (c *Controller) Summary() (rules, isolated int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.last.Rules), len(c.last.Isolated)
 }
 
 // Passes counts the applied passes.
