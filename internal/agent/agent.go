@@ -215,15 +215,17 @@ type Agent struct {
 	status   *health.Tracker
 	db       *ovsdb.Client
 	vswitchd *unixctl.Client
-	gate     *bridgegate.Gate
-	of       *ofconn.Conn
-	ports    *ports.Table
-	flows    *pipeline.Manager
-	network  pipeline.Network // zero without a pod CIDR
-	ipam     *ipam.Allocator
-	pods     *pods.Service
-	cluster  *k8s.Cluster // nil in standalone mode
-	metrics  *metrics
+	// nft is the agent's nftables handle (gateway NAT and filter).
+	nft     *gateway.NFT
+	gate    *bridgegate.Gate
+	of      *ofconn.Conn
+	ports   *ports.Table
+	flows   *pipeline.Manager
+	network pipeline.Network // zero without a pod CIDR
+	ipam    *ipam.Allocator
+	pods    *pods.Service
+	cluster *k8s.Cluster // nil in standalone mode
+	metrics *metrics
 	// queue lines up everything done to one container: the runtime's CNI
 	// requests and the agent's own garbage collection and plumbing.
 	queue *keyqueue.Queue
@@ -280,6 +282,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	}
 	a.db = db
 	a.ports = ports.New(db)
+	a.nft = gateway.NewNFT()
 	a.vswitchd = unixctl.New(unixctl.Config{RunDir: cfg.OVSRunDir, Logger: log.With("component", "unixctl")})
 	a.gate, err = bridgegate.New(bridgegate.Config{
 		Bridge: ovsdb.BridgeSpec{

@@ -64,12 +64,13 @@ func (a *Agent) gatewayConfig() gateway.Config {
 	if a.cfg.ClusterCIDR != "" {
 		cluster = netip.MustParsePrefix(a.cfg.ClusterCIDR)
 	}
+	svc, _ := a.cfg.serviceCIDRs() // validated at start
 	return gateway.Config{
 		Name: a.cfg.GatewayName, Bridge: a.cfg.Bridge, PodCIDR: a.network.PodCIDR,
 		GatewayIP: a.network.GatewayIP, MAC: a.network.GatewayMAC, MTU: a.mtu,
 		Masquerade: true, NodeIP: a.nodeIP(), ClusterCIDR: cluster, HostNetns: a.cfg.HostNetns,
-		ExemptExtra: a.peerCIDRs,
-		DB:          a.db, Ports: a.ports, Logger: a.log.With("component", "gateway"),
+		ExemptExtra: a.peerCIDRs, ServiceCIDRs: svc, NFT: a.nft,
+		DB: a.db, Ports: a.ports, Logger: a.log.With("component", "gateway"),
 	}
 }
 

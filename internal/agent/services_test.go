@@ -28,12 +28,26 @@ func TestServicesThroughTheHost(t *testing.T) {
 	const nodeIP = "192.0.2.10"
 	node := e.o.Netns()
 	// The node's own address, not the gateway's (on lo: this kernel may
-	// lack the dummy device).
-	// The Service range needs a route for the node's own connections to
-	// reach the NAT (a real node has a default route).
+	// lack the dummy device). The node's default route leads to an
+	// "outside" namespace that answers for an address of the Service
+	// range, as whatever sits behind a real node's default route may: the
+	// place where untranslated Service traffic must not arrive.
+	outside, err := cnitest.NewNetns(e.ctx, "ovsnet-out-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = outside.Delete() })
+	up := fmt.Sprintf("ovsnup%d", os.Getpid()%100000)
 	for _, args := range [][]string{
 		{"ip", "-n", node, "addr", "add", nodeIP + "/32", "dev", "lo"},
-		{"ip", "-n", node, "route", "add", "10.96.0.0/12", "dev", e.cfg.GatewayName},
+		{"ip", "-n", node, "link", "add", up, "type", "veth", "peer", "name", "eth0", "netns", outside.Name},
+		{"ip", "-n", node, "addr", "add", "198.51.100.1/24", "dev", up},
+		{"ip", "-n", node, "link", "set", up, "up"},
+		{"ip", "-n", node, "route", "add", "default", "via", "198.51.100.2"},
+		{"ip", "-n", outside.Name, "addr", "add", "198.51.100.2/24", "dev", "eth0"},
+		{"ip", "-n", outside.Name, "addr", "add", "10.96.0.99/32", "dev", "lo"},
+		{"ip", "-n", outside.Name, "link", "set", "eth0", "up"},
+		{"ip", "-n", outside.Name, "link", "set", "lo", "up"},
 	} {
 		if out, err := runCmd(e.ctx, args...); err != nil {
 			t.Fatalf("%v: %v %s", args, err, out)
@@ -101,6 +115,40 @@ func TestServicesThroughTheHost(t *testing.T) {
 	e.o.InNetns("ip", "neigh", "flush", "dev", e.cfg.GatewayName)
 	if err := fresh.ping(t, ctx, nodeIP); err != nil {
 		t.Fatal(err)
+	}
+	// A Service address no Service translates (here: no rule for
+	// 10.96.0.99) is refused on the node: TCP gets a reset, and neither
+	// TCP nor UDP reaches the outside namespace that holds the address.
+	rogue, err := cnitest.StartEcho(outside.Path, "10.96.0.99", 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rogue.Close()
+	rogueUDP, err := cnitest.ListenUDP(outside.Path, "10.96.0.99", 53)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rogueUDP.Close()
+	fence, err := cnitest.ListenUDP(outside.Path, "198.51.100.2", 53)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fence.Close()
+	if got, err := cnitest.TCPEcho(ctx, client.ns.Path, "10.96.0.99:80", "leak"); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("pod -> an untranslated Service address: answer %q, err %v; want the connection refused on the node", got, err)
+	}
+	if err := cnitest.SendUDP(client.ns.Path, client.ip, "10.96.0.99", 53, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := cnitest.SendUDP(client.ns.Path, client.ip, "198.51.100.2", 53, 5); err != nil {
+		t.Fatal(err)
+	}
+	// Masqueraded to the address of the node's way out.
+	if err := fence.WaitFrom(ctx, "198.51.100.1", 5); err != nil {
+		t.Fatalf("pod -> an address outside the node: %v", err)
+	}
+	if n := rogueUDP.From("198.51.100.1") + rogueUDP.From(client.ip); n != 0 {
+		t.Fatalf("%d datagrams to an untranslated Service address left the node", n)
 	}
 	// Pod -> pod is unchanged.
 	got, err = cnitest.TCPEcho(ctx, client.ns.Path, server.ip+":8080", "direct")

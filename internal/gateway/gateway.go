@@ -38,6 +38,15 @@ type Config struct {
 	// ExemptExtra, if set, returns further prefixes exempt from the
 	// masquerade (the other nodes' pod CIDRs).
 	ExemptExtra func() []netip.Prefix
+	// ServiceCIDRs are the cluster's Service address ranges. Pod traffic to
+	// them that reaches the host untranslated (a port no Service has; no
+	// service proxy) is refused there rather than routed off the node
+	// (nftables chain "forward" of table "ip ovsnet").
+	ServiceCIDRs []netip.Prefix
+	// NFT is the nftables handle to use; nil makes one per call. Making
+	// one runs nft twice (version and kernel probes), so a long-lived
+	// caller keeps one: NewNFT.
+	NFT *NFT
 	// HostNetns is the namespace where ovs-vswitchd creates the device
 	// (empty: the agent's own).
 	HostNetns string

@@ -72,7 +72,7 @@ func configureHere(ctx context.Context, cfg Config) error {
 // Both write the whole set in one transaction, so no prefix is ever briefly
 // missing.
 func ensureMasquerade(ctx context.Context, cfg Config) error {
-	nft, err := natTable()
+	nft, err := cfg.NFT.get()
 	if err != nil {
 		return fmt.Errorf("nftables (install the nftables package): %w", err)
 	}
@@ -103,6 +103,24 @@ func ensureMasquerade(ctx context.Context, cfg Config) error {
 		Chain: "postrouting",
 		Rule:  knftables.Concat("ip saddr", cfg.PodCIDR.String(), "ip daddr != @"+ClusterSet, action),
 	})
+	// The service proxy translates a Service address in prerouting, so
+	// what the forward hook still sees addressed to one has no Service
+	// behind it: refused here, it gets the answer a closed port gives,
+	// instead of leaving through the default route, masqueraded, to
+	// whatever answers there.
+	tx.Add(&knftables.Chain{
+		Name:     "forward",
+		Type:     knftables.PtrTo(knftables.FilterType),
+		Hook:     knftables.PtrTo(knftables.ForwardHook),
+		Priority: knftables.PtrTo(knftables.FilterPriority),
+	})
+	tx.Flush(&knftables.Chain{Name: "forward"})
+	for _, svc := range cfg.ServiceCIDRs {
+		tx.Add(&knftables.Rule{Chain: "forward",
+			Rule: knftables.Concat("ip saddr", cfg.PodCIDR.String(), "ip daddr", svc.Masked().String(), "meta l4proto tcp reject with tcp reset")})
+		tx.Add(&knftables.Rule{Chain: "forward",
+			Rule: knftables.Concat("ip saddr", cfg.PodCIDR.String(), "ip daddr", svc.Masked().String(), "reject")})
+	}
 	if err := nft.Run(ctx, tx); err != nil {
 		return fmt.Errorf("install masquerade rule for %s: %w", cfg.PodCIDR, err)
 	}
@@ -127,7 +145,7 @@ func seedPrefixes(cfg Config) []netip.Prefix {
 // merged first (an interval set refuses overlaps).
 func SetClusterCIDRs(ctx context.Context, cfg Config, prefixes []netip.Prefix) error {
 	apply := func() error {
-		nft, err := natTable()
+		nft, err := cfg.NFT.get()
 		if err != nil {
 			return fmt.Errorf("nftables (install the nftables package): %w", err)
 		}
@@ -169,26 +187,31 @@ func mergePrefixes(in []netip.Prefix) []netip.Prefix {
 	return out
 }
 
-// nat is the knftables handle of NATTable, made once: making one runs nft
-// twice to probe the version and the kernel, which would otherwise be paid
-// again after every ovs-vswitchd restart. A handle runs nft in the network
-// namespace of its caller's thread, so one serves every namespace.
-var nat struct {
-	sync.Mutex
+// NFT is a lazily made knftables handle of NATTable. A handle runs nft in
+// the network namespace of its caller's thread, so one serves every
+// namespace.
+type NFT struct {
+	mu  sync.Mutex
 	nft knftables.Interface
 }
 
-func natTable() (knftables.Interface, error) {
-	nat.Lock()
-	defer nat.Unlock()
-	if nat.nft == nil {
+// NewNFT returns a handle that is made on first use.
+func NewNFT() *NFT { return &NFT{} }
+
+func (n *NFT) get() (knftables.Interface, error) {
+	if n == nil {
+		return knftables.New(knftables.IPv4Family, NATTable)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.nft == nil {
 		nft, err := knftables.New(knftables.IPv4Family, NATTable)
 		if err != nil {
 			return nil, err
 		}
-		nat.nft = nft
+		n.nft = nft
 	}
-	return nat.nft, nil
+	return n.nft, nil
 }
 
 // RemoveNAT deletes ovsnet's nftables table (uninstall).

@@ -16,3 +16,9 @@ func configureHost(context.Context, Config) error {
 func SetClusterCIDRs(context.Context, Config, []netip.Prefix) error {
 	return errors.New("masquerade exemptions are only implemented on Linux")
 }
+
+// NFT stands for the nftables handle, which only Linux has.
+type NFT struct{}
+
+// NewNFT returns a handle.
+func NewNFT() *NFT { return &NFT{} }
