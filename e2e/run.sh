@@ -59,6 +59,14 @@ E2E_CONFORMANCE_SKIP=${E2E_CONFORMANCE_SKIP:-}
 E2E_CONFORMANCE_PROCS=${E2E_CONFORMANCE_PROCS:-4}
 E2E_CONFORMANCE_TIMEOUT=${E2E_CONFORMANCE_TIMEOUT:-90m}
 E2E_CONFORMANCE_OUT=$(realpath -m "${E2E_CONFORMANCE_OUT:-$BIN/conformance/$CNI_LABEL}")
+# The upstream NetworkPolicy tests (the Netpol suite of e2e.test, 50 specs
+# of v1.34), make conformance's second run, ovsnet only (the bridge plugin
+# enforces no NetworkPolicy). E2E_NETPOL=0 leaves them out. What is
+# skipped, and why, is in docs/conformance.md.
+E2E_NETPOL=${E2E_NETPOL:-1}
+E2E_NETPOL_FOCUS=${E2E_NETPOL_FOCUS:-'\[Feature:NetworkPolicy\]|Netpol'}
+E2E_NETPOL_SKIP=${E2E_NETPOL_SKIP-'\[Feature:SCTPConnectivity\]'}
+E2E_NETPOL_OUT=$(realpath -m "${E2E_NETPOL_OUT:-$BIN/conformance/$CNI_LABEL-netpol}")
 # Tests whose failure with this CNI is known and explained (one name a
 # line, with the reason in a comment): make e2e and make conformance fail
 # only on other failures, and say which known ones failed or now pass.
@@ -381,39 +389,41 @@ up_dev() {
 	fi
 }
 
-# run_conformance: e2e.test through ginkgo (E2E_CONFORMANCE_PROCS parallel
-# processes; ginkgo runs [Serial] tests alone at the end) against the
-# cluster up; the JUnit report, the log and the Markdown table go to
-# E2E_CONFORMANCE_OUT. Fails if a test failed.
-run_conformance() {
-	local out=$E2E_CONFORMANCE_OUT rc=0 skip=()
+# run_ginkgo NAME FOCUS SKIP OUT: e2e.test through ginkgo
+# (E2E_CONFORMANCE_PROCS parallel processes; ginkgo runs [Serial] tests
+# alone at the end) against the cluster up; the JUnit report, the log and
+# the Markdown table go to OUT; known failures are those of
+# known-failures/<cni>-NAME.txt. Fails if a test failed.
+run_ginkgo() {
+	local name=$1 focus=$2 skipre=$3 out=$4 rc=0 skip=()
 	[ -x "$CONFORMANCE_DIR/bin/e2e.test" ] || die "no $CONFORMANCE_DIR/bin/e2e.test: run $E2E_ROOT/cluster/build.sh conformance"
 	rm -rf "$out"
 	mkdir -p "$out"
-	local skipre=$E2E_CONFORMANCE_SKIP known_list
-	known_list=$(known_failures_file conformance)
+	local known_list
+	known_list=$(known_failures_file "$name")
 	if [ "$E2E_CONFORMANCE_SKIP_KNOWN" = 1 ] && [ -n "$known_list" ]; then
 		# Each listed name as a literal regular expression, joined with |.
 		local re
 		# shellcheck disable=SC2016 # a sed expression, not shell
 		re=$(sed 's/#.*//; s/[[:space:]]*$//; /^$/d; s/[][\.*^$(){}?+|/]/\\&/g' "$known_list" | paste -sd '|')
-		skipre=${skipre:+$skipre|}$re
-		log "conformance: not running the $(sed 's/#.*//; /^[[:space:]]*$/d' "$known_list" | wc -l) known failures of $known_list (E2E_CONFORMANCE_SKIP_KNOWN=1)"
+		if [ -n "$re" ]; then
+			skipre=${skipre:+$skipre|}$re
+			log "$name: not running the $(sed 's/#.*//; /^[[:space:]]*$/d' "$known_list" | wc -l) known failures of $known_list (E2E_CONFORMANCE_SKIP_KNOWN=1)"
+		fi
 	fi
 	[ -z "$skipre" ] || skip=("--skip=$skipre")
-	log "conformance ($CNI_LABEL): focus $E2E_CONFORMANCE_FOCUS${E2E_CONFORMANCE_SKIP:+, skip $E2E_CONFORMANCE_SKIP}, $E2E_CONFORMANCE_PROCS processes; log in $out/e2e.log"
+	log "$name ($CNI_LABEL): focus $focus${skipre:+, skip $skipre}, $E2E_CONFORMANCE_PROCS processes; log in $out/e2e.log"
 	with_cluster_env "$CONFORMANCE_DIR/bin/ginkgo" --procs="$E2E_CONFORMANCE_PROCS" --timeout="$E2E_CONFORMANCE_TIMEOUT" \
-		--focus="$E2E_CONFORMANCE_FOCUS" "${skip[@]}" --no-color --silence-skips \
+		--focus="$focus" "${skip[@]}" --no-color --silence-skips \
 		"$CONFORMANCE_DIR/bin/e2e.test" -- \
 		--kubeconfig="$E2E_LAB/admin.kubeconfig" --provider=skeleton --num-nodes=1 \
 		--report-dir="$out" --dump-logs-on-failure=false 2>&1 | tee "$out/e2e.log" || rc=$?
 	if [ -f "$out/junit_01.xml" ]; then
-		local known jrc=0 args=(-label "$CNI_LABEL")
-		known=$(known_failures_file conformance)
-		[ -z "$known" ] || args+=(-known "$known")
+		local jrc=0 args=(-label "$CNI_LABEL")
+		[ -z "$known_list" ] || args+=(-known "$known_list")
 		"$BIN/e2e-junit" "${args[@]}" "$out/junit_01.xml" >"$out/table.md" || jrc=$?
 		tail -n 1 "$out/table.md"
-		if [ "$jrc" -eq 3 ] || { [ "$jrc" -eq 0 ] && [ -z "$known" ] && [ "$rc" -ne 0 ]; }; then
+		if [ "$jrc" -eq 3 ] || { [ "$jrc" -eq 0 ] && [ -z "$known_list" ] && [ "$rc" -ne 0 ]; }; then
 			rc=1
 		elif [ "$jrc" -ne 0 ]; then
 			echo "error: could not read $out/junit_01.xml" >&2
@@ -421,7 +431,7 @@ run_conformance() {
 		elif [ "$rc" -ne 0 ] && ! grep -qE '\| FAIL \|' "$out/table.md"; then
 			echo "error: e2e.test failed without a failed test (setup, timeout or interrupt); see $out/e2e.log" >&2
 		else
-			[ -z "$known" ] || log "conformance: no failure beyond the known ones of $known"
+			[ -z "$known_list" ] || log "$name: no failure beyond the known ones of $known_list"
 			rc=0
 		fi
 	else
@@ -429,6 +439,19 @@ run_conformance() {
 		rc=1
 	fi
 	return "$rc"
+}
+
+run_conformance() {
+	run_ginkgo conformance "$E2E_CONFORMANCE_FOCUS" "$E2E_CONFORMANCE_SKIP" "$E2E_CONFORMANCE_OUT"
+}
+
+run_netpol() {
+	run_ginkgo netpol "$E2E_NETPOL_FOCUS" "$E2E_NETPOL_SKIP" "$E2E_NETPOL_OUT"
+}
+
+# netpol_wanted: the NetworkPolicy run applies (ovsnet, not turned off).
+netpol_wanted() {
+	[ "$E2E_NETPOL" = 1 ] && [ "$E2E_CNI" = custom ]
 }
 
 conformance() {
@@ -442,6 +465,9 @@ conformance() {
 	record_host_state
 	if phase up up_conformance; then
 		phase conformance run_conformance || rc=1
+		if netpol_wanted; then
+			phase netpol run_netpol || rc=1
+		fi
 	else
 		rc=1
 	fi
@@ -478,7 +504,11 @@ main() {
 		build_tools
 		run_conformance
 		;;
-	*) die "usage: $0 [all|up|test|down|bench|conformance|conformance-test]" ;;
+	netpol-test)
+		build_tools
+		run_netpol
+		;;
+	*) die "usage: $0 [all|up|test|down|bench|conformance|conformance-test|netpol-test]" ;;
 	esac
 }
 

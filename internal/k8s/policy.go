@@ -2,7 +2,9 @@ package k8s
 
 import (
 	"context"
+	"maps"
 	"net/netip"
+	"reflect"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -79,16 +81,34 @@ func (s *PolicySource) notify() {
 	s.mu.Unlock()
 }
 
-// update ignores updates that change nothing policy reads (a pod's status
-// conditions, a resync).
+// update ignores updates that change nothing policy reads: most updates in
+// a cluster are of pods' status, and a relist replays every object.
 func (s *PolicySource) update(oldObj, newObj any) {
-	if o, ok := oldObj.(*corev1.Pod); ok {
-		n, ok := newObj.(*corev1.Pod)
-		if ok && o.ResourceVersion == n.ResourceVersion {
+	switch o := oldObj.(type) {
+	case *corev1.Pod:
+		if n, ok := newObj.(*corev1.Pod); ok && samePolicyPod(o, n) {
+			return
+		}
+	case *corev1.Namespace:
+		if n, ok := newObj.(*corev1.Namespace); ok && maps.Equal(o.Labels, n.Labels) {
+			return
+		}
+	case *networkingv1.NetworkPolicy:
+		if n, ok := newObj.(*networkingv1.NetworkPolicy); ok && o.ResourceVersion != "" && o.ResourceVersion == n.ResourceVersion {
 			return
 		}
 	}
 	s.notify()
+}
+
+// samePolicyPod: what Snapshot and Pod make of the two is the same.
+func samePolicyPod(o, n *corev1.Pod) bool {
+	terminal := func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+	}
+	return o.UID == n.UID && o.Spec.HostNetwork == n.Spec.HostNetwork && terminal(o) == terminal(n) &&
+		o.Annotations[MirrorPodAnnotation] == n.Annotations[MirrorPodAnnotation] &&
+		reflect.DeepEqual(policyPod(o), policyPod(n))
 }
 
 // Run starts the informers and blocks until ctx ends.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ovsnet/ovsnet/internal/attachments"
 	"github.com/ovsnet/ovsnet/internal/cniapi"
@@ -417,5 +418,53 @@ func TestWaitPodUnknownPod(t *testing.T) {
 	}
 	if !e.flows.Installed(isolationOwner(a.Key)) {
 		t.Fatal("isolation flows not installed when WaitPod returned")
+	}
+}
+
+// TestControllerReportsProblems: a policy that cannot be realised in full is
+// reported once (the agent makes a Kubernetes Event of it), and again, empty,
+// when it is fixed.
+func TestControllerReportsProblems(t *testing.T) {
+	type report struct {
+		policy   string
+		problems []string
+	}
+	reports := make(chan report, 10)
+	e := newCtlEnv(t, Config{OnProblems: func(p string, probs []string) { reports <- report{p, probs} }})
+	e.src.edit(func(s *Snapshot) {
+		s.Pods = []Pod{{Namespace: "ns", Name: "x", Labels: map[string]string{"app": "a"}}}
+	})
+	e.attach("x", "c-x", netip.MustParseAddr("10.0.0.5"))
+	bad := np("ns", "bad", sel("app", "a"), func(s *networkingv1.NetworkPolicySpec) {
+		s.Ingress = []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{
+			PodSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Near"}}}}}}}
+	})
+	e.src.edit(func(s *Snapshot) { s.Policies = []*networkingv1.NetworkPolicy{bad} })
+	e.check("bad policy")
+	select {
+	case r := <-reports:
+		if r.policy != "ns/bad" || len(r.problems) == 0 {
+			t.Fatalf("report %+v", r)
+		}
+	case <-e.ctx.Done():
+		t.Fatal("no problem reported")
+	}
+	// The same problem on the next pass is not reported again.
+	e.src.edit(func(s *Snapshot) { s.Pods[0].Labels = map[string]string{"app": "a", "other": "x"} })
+	e.check("unrelated change")
+	select {
+	case r := <-reports:
+		t.Fatalf("reported again: %+v", r)
+	default:
+	}
+	e.src.edit(func(s *Snapshot) { s.Policies = nil })
+	e.check("policy gone")
+	select {
+	case r := <-reports:
+		if r.policy != "ns/bad" || len(r.problems) != 0 {
+			t.Fatalf("report %+v", r)
+		}
+	case <-e.ctx.Done():
+		t.Fatal("the problem's end not reported")
 	}
 }
