@@ -137,6 +137,27 @@ func main() {
 	crossCmd.Flags().StringSliceVar(&dp.Modes, "modes", []string{"noencap", "geneve", "vxlan"}, "traffic modes to measure")
 	crossCmd.Flags().IntVar(&dp.Joins, "joins", 20, "times a peer joining is timed")
 
+	var pc bench.PolicyConfig
+	policyCmd := &cobra.Command{
+		Use:   "policy",
+		Short: "NetworkPolicy: change -> in force as a probe sees it (beside a bare OpenFlow client's flow), and flows and CPU of a large synthetic node",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pc.Out = cmd.OutOrStdout()
+			done, err := ensurePlugin(cmd, &pc.PluginDir)
+			if err != nil {
+				return err
+			}
+			defer done()
+			return bench.Policy(cmd.Context(), pc)
+		},
+	}
+	policyCmd.Flags().IntVar(&pc.Rounds, "rounds", 50, "times each realisation is timed")
+	policyCmd.Flags().IntVar(&pc.Many, "many", 100, "policies created at once in the second case")
+	policyCmd.Flags().IntVar(&pc.ScalePods, "pods", 1000, "local pods of the synthetic node (also run at 1/4 and 1/2)")
+	policyCmd.Flags().IntVar(&pc.ScalePolicies, "policies", 100, "policies of the synthetic node")
+	policyCmd.Flags().StringVar(&pc.PluginDir, "plugin-dir", "", "directory with the built plugin binary \"ovsnet\" (default: build it)")
+	root.AddCommand(policyCmd)
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {

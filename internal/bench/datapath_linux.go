@@ -21,6 +21,7 @@ import (
 	"github.com/ovsnet/ovsnet/internal/cnitest"
 	"github.com/ovsnet/ovsnet/internal/crossnode"
 	"github.com/ovsnet/ovsnet/internal/ovssandbox"
+	"github.com/ovsnet/ovsnet/internal/policy"
 )
 
 // DatapathConfig configures the services and crossnode benchmarks.
@@ -53,6 +54,8 @@ type benchNode struct {
 	peers  string
 	nss    []*cnitest.Netns
 	joined chan time.Time
+	// policy, if set, is the agent's NetworkPolicy source.
+	policy policy.Source
 }
 
 func (nd *benchNode) ip() string      { return fmt.Sprintf("172.31.217.%d", nd.n) }
@@ -85,6 +88,7 @@ func (nd *benchNode) start(ctx context.Context, mode, pluginDir string, peers ..
 		c.NodeIP = nd.ip()
 	}
 	c.StateDir, c.CNISocket, c.HostNetns = nd.dir+"/state", nd.dir+"/cni.sock", nd.sb.NetnsPath()
+	c.PolicySource = nd.policy
 	a, err := agent.New(c, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
