@@ -20,8 +20,8 @@ import (
 	"github.com/ovsnet/ovsnet/internal/attachments"
 	"github.com/ovsnet/ovsnet/internal/cniapi"
 	"github.com/ovsnet/ovsnet/internal/cnitest"
-	of "github.com/ovsnet/ovsnet/internal/ovs/openflow"
 	"github.com/ovsnet/ovsnet/internal/ovs/ofconn"
+	of "github.com/ovsnet/ovsnet/internal/ovs/openflow"
 	"github.com/ovsnet/ovsnet/internal/pipeline"
 	"github.com/ovsnet/ovsnet/internal/policy"
 )
