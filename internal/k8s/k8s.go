@@ -158,6 +158,12 @@ func (c *Cluster) OnPodDelete(f func(namespace, name string, uid types.UID)) {
 func (c *Cluster) Run(ctx context.Context) {
 	go c.nodes.Run(ctx.Done())
 	go c.pods.Run(ctx.Done())
+	// Peers answers "not listed" until the node informer has synced, and
+	// its last Add may come before that: becoming synced is a change too.
+	if cache.WaitForCacheSync(ctx.Done(), c.nodes.HasSynced) {
+		c.notify()
+		c.notifyNodes()
+	}
 	<-ctx.Done()
 	c.bcast.Shutdown()
 }

@@ -116,6 +116,13 @@ func (s *PolicySource) Run(ctx context.Context) error {
 	for _, inf := range []cache.SharedIndexInformer{s.policies, s.namespaces, s.pods} {
 		go inf.Run(ctx.Done())
 	}
+	// The informers' last Add can reach the handlers before every one of
+	// them reports synced, and nothing else changes on a quiet cluster: a
+	// waiter that saw "not synced" would wait for the next change for ever.
+	// Becoming synced is itself a change.
+	if cache.WaitForCacheSync(ctx.Done(), s.policies.HasSynced, s.namespaces.HasSynced, s.pods.HasSynced) {
+		s.notify()
+	}
 	<-ctx.Done()
 	return nil
 }
