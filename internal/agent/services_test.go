@@ -64,6 +64,8 @@ func TestServicesThroughTheHost(t *testing.T) {
 		ip daddr 10.96.0.10 tcp dport 80 dnat to %[1]s:8080
 		ip daddr 10.96.0.10 udp dport 53 dnat to %[1]s:8080
 		ip daddr %[2]s tcp dport 30080 dnat to %[1]s:8080
+		ip daddr 198.51.100.1 tcp dport 30081 dnat to %[1]s:8080
+		ip daddr 198.51.100.1 tcp dport 30082 meta mark set 0x4000 dnat to %[1]s:8080
 	}
 	chain out {
 		type nat hook output priority -100;
@@ -72,6 +74,7 @@ func TestServicesThroughTheHost(t *testing.T) {
 	chain post {
 		type nat hook postrouting priority srcnat;
 		ip saddr %[1]s ip daddr %[1]s masquerade
+		meta mark 0x4000 masquerade
 	}
 }
 `, server.ip, nodeIP)
@@ -104,7 +107,17 @@ func TestServicesThroughTheHost(t *testing.T) {
 	expect("pod -> NodePort on the node's address", got, err, "nodeport from "+client.ip)
 	got, err = cnitest.TCPEcho(ctx, server.ns.Path, "10.96.0.10:80", "hairpin")
 	expect("pod -> its own Service (hairpin)", got, err, "hairpin from ")
-	// The node itself, through the Service (kube-proxy's OUTPUT rules).
+	// A client outside the node, through the node's address on its way
+	// in: with externalTrafficPolicy Local (port 30081) kube-proxy keeps
+	// the client's address, so the endpoint's reply is addressed outside
+	// the pod CIDR and must still go back through the host's un-DNAT; with
+	// Cluster (30082) kube-proxy masquerades to the gateway's address.
+	got, err = cnitest.TCPEcho(ctx, outside.Path, "198.51.100.1:30081", "nodeport-local")
+	expect("outside -> NodePort, externalTrafficPolicy Local", got, err, "nodeport-local from 198.51.100.2")
+	got, err = cnitest.TCPEcho(ctx, outside.Path, "198.51.100.1:30082", "nodeport-cluster")
+	expect("outside -> NodePort, externalTrafficPolicy Cluster", got, err, "nodeport-cluster from 10.244.7.1")
+	// The node itself, through the Service (kube-proxy's OUTPUT rules); a
+	// host-network pod is a process of the node's namespace like this one.
 	got, err = cnitest.TCPEcho(ctx, e.o.NetnsPath(), "10.96.0.10:80", "node")
 	expect("node -> ClusterIP", got, err, "node from ")
 	// Pod -> the node's address: the node answers from it, and so ARPs
