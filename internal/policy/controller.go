@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -59,10 +60,15 @@ type Controller struct {
 	cfg Config
 	log *slog.Logger
 
-	mu       sync.Mutex
-	kick     chan struct{}
-	done     chan struct{} // closed and replaced after every pass
-	applied  map[pipeline.Owner]bool
+	mu      sync.Mutex
+	kick    chan struct{}
+	done    chan struct{} // closed and replaced after every pass
+	applied map[pipeline.Owner]bool
+	// sent is, per owner of the last applied pass, what its flows were made
+	// from: an owner whose input is unchanged is left out of the next
+	// change set, so its flows are neither rebuilt nor re-encoded (the flow
+	// manager keeps them, across OpenFlow sessions too).
+	sent     map[pipeline.Owner]any
 	alloc    map[string]ruleAlloc
 	nextConj uint32
 	usedPrio map[uint16]bool
@@ -233,6 +239,18 @@ func (c *Controller) pass(ctx context.Context) error {
 	defer c.mu.Unlock()
 	changes := map[pipeline.Owner][]pipeline.Flow{}
 	changes[ownerExempt] = pipeline.PolicyExemptFlows(c.cfg.Network, nodeIPs, c.cfg.ServiceCIDRs)
+	inputs := map[pipeline.Owner]any{}
+	kept := map[pipeline.Owner]bool{}
+	// set puts an owner into the change set unless the last applied pass
+	// sent it the same input (after a failed pass everything is sent).
+	set := func(o pipeline.Owner, in any, flows func() []pipeline.Flow) {
+		if prev, ok := c.sent[o]; ok && c.lastErr == nil && reflect.DeepEqual(prev, in) {
+			kept[o] = true
+			return
+		}
+		inputs[o] = in
+		changes[o] = flows()
+	}
 	live := map[string]bool{}
 	for _, r := range res.Rules {
 		live[r.ID] = true
@@ -244,8 +262,9 @@ func (c *Controller) pass(ctx context.Context) error {
 			}
 			c.alloc[r.ID] = al
 		}
-		changes[c.owner(r)] = pipeline.PolicyRuleFlows(pipeline.PolicyRule{Direction: r.Direction, ConjID: al.conj,
-			Priority: al.prio, Pods: r.Pods, Peers: r.Peers, AnyPeer: r.AnyPeer, Ports: r.Ports})
+		pr := pipeline.PolicyRule{Direction: r.Direction, ConjID: al.conj,
+			Priority: al.prio, Pods: r.Pods, Peers: r.Peers, AnyPeer: r.AnyPeer, Ports: r.Ports}
+		set(c.owner(r), pr, func() []pipeline.Flow { return pipeline.PolicyRuleFlows(pr) })
 	}
 	for id, al := range c.alloc {
 		if !live[id] {
@@ -255,20 +274,23 @@ func (c *Controller) pass(ctx context.Context) error {
 	}
 	for _, lp := range locals {
 		iso := res.Isolated[lp.pod.key()]
-		var flows []pipeline.Flow
-		if iso.Ingress {
-			flows = append(flows, pipeline.IsolationFlows(pipeline.Ingress, lp.pod.IP)...)
+		type isolationInput struct {
+			iso Isolation
+			ip  netip.Addr
 		}
-		if iso.Egress {
-			flows = append(flows, pipeline.IsolationFlows(pipeline.Egress, lp.pod.IP)...)
-		}
-		if flows == nil {
-			flows = []pipeline.Flow{}
-		}
-		changes[isolationOwner(lp.a.Key)] = flows
+		set(isolationOwner(lp.a.Key), isolationInput{iso, lp.pod.IP}, func() []pipeline.Flow {
+			flows := []pipeline.Flow{}
+			if iso.Ingress {
+				flows = append(flows, pipeline.IsolationFlows(pipeline.Ingress, lp.pod.IP)...)
+			}
+			if iso.Egress {
+				flows = append(flows, pipeline.IsolationFlows(pipeline.Egress, lp.pod.IP)...)
+			}
+			return flows
+		})
 	}
 	for o := range c.applied {
-		if _, ok := changes[o]; !ok {
+		if _, ok := changes[o]; !ok && !kept[o] {
 			changes[o] = nil
 		}
 	}
@@ -279,10 +301,21 @@ func (c *Controller) pass(ctx context.Context) error {
 	}
 	c.lastErr = nil
 	c.applied = map[pipeline.Owner]bool{}
+	if c.sent == nil {
+		c.sent = map[pipeline.Owner]any{}
+	}
 	for o, f := range changes {
 		if f != nil {
 			c.applied[o] = true
+			if in, ok := inputs[o]; ok {
+				c.sent[o] = in
+			}
+		} else {
+			delete(c.sent, o)
 		}
+	}
+	for o := range kept {
+		c.applied[o] = true
 	}
 	c.seen = map[attachments.Key]seenPod{}
 	for _, lp := range locals {
