@@ -58,6 +58,10 @@ func twoNodes(t *testing.T, ctx context.Context, mode string) []*node {
 		{"ip", "-n", ns2, "addr", "add", nodes[1].ip() + "/24", "dev", "uplink0"},
 		{"ip", "-n", ns1, "link", "set", "uplink0", "up"},
 		{"ip", "-n", ns2, "link", "set", "uplink0", "up"},
+		// A default route through the uplink, as a node has: the move of
+		// the address to the uplink bridge (tunnel modes) must keep it.
+		{"ip", "-n", ns1, "route", "add", "default", "via", nodes[1].ip(), "dev", "uplink0"},
+		{"ip", "-n", ns2, "route", "add", "default", "via", nodes[0].ip(), "dev", "uplink0"},
 	} {
 		if out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v %s", args, err, out)
@@ -87,6 +91,9 @@ func twoNodes(t *testing.T, ctx context.Context, mode string) []*node {
 		nd.a = runAgent(t, a)
 		if err := a.Status().WaitReady(ctx); err != nil {
 			t.Fatal(err)
+		}
+		if out := nd.o.InNetns("ip", "-4", "route", "show", "default"); !strings.Contains(out, "via "+other.ip()) {
+			t.Fatalf("node %d lost its default route via %s (routes: %s)", nd.n, other.ip(), nd.o.InNetns("ip", "-4", "route"))
 		}
 		if nd.rt, err = cnitest.NewRuntime(bin, dir+"/cache", cfg.CNISocket, ""); err != nil {
 			t.Fatal(err)

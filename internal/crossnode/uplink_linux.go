@@ -1,6 +1,7 @@
 package crossnode
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -143,6 +144,25 @@ func moveAddresses(ctx context.Context, up Uplink, bridge string, log *slog.Logg
 			return fmt.Errorf("uplink bridge device %s never appeared (is ovs-vswitchd running?): %w", bridge, ctx.Err())
 		case <-time.After(pause):
 		}
+	}
+	// ovs-vswitchd gives the device the uplink's MAC (the bridge's
+	// other_config:hwaddr) by bringing the tap down, setting the address
+	// and bringing it up again, and the kernel drops every route through a
+	// device that goes down: a route moved before that would be lost (the
+	// node's default route among them, cutting it off from the API server).
+	// So the move waits until the device has the uplink's MAC.
+	for pause := time.Millisecond; !bytes.Equal(brLink.Attrs().HardwareAddr, up.MAC); pause = min(pause*2, 100*time.Millisecond) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("uplink bridge device %s never got the MAC %s of %s from ovs-vswitchd (has %s): %w",
+				bridge, up.MAC, up.Name, brLink.Attrs().HardwareAddr, ctx.Err())
+		case <-time.After(pause):
+		}
+		l, err := netlink.LinkByName(bridge)
+		if err != nil {
+			return fmt.Errorf("uplink bridge device %s: %w", bridge, err)
+		}
+		brLink = l
 	}
 	upLink, err := netlink.LinkByName(up.Name)
 	if err != nil {
