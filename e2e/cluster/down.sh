@@ -4,7 +4,9 @@
 # address's interface, the iptables chains kubelet, kube-proxy and the CNI
 # plugins created, kube-proxy's nftables tables, the sysctls they changed,
 # the fixed host paths the runtime created, and the lab directory (logs/ is
-# kept for inspection unless --purge is given).
+# kept for inspection unless --purge is given). In the netns layout: every
+# node's processes, its network and mount namespaces and cgroups, the
+# control plane's namespace, the mount points made on the host.
 #
 # Idempotent and safe after a failed or partial up.sh: every step checks what
 # is there, and only things up.sh recorded as its own are removed.
@@ -13,6 +15,8 @@
 set -uo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=SCRIPTDIR/nodes.sh
+. "$E2E_DIR/nodes.sh"
 
 PURGE=0
 case ${1:-} in
@@ -27,45 +31,32 @@ warn() {
 	failures=$((failures + 1))
 }
 
-# stop_pid PID NAME GRACE: SIGTERM, up to GRACE seconds to exit, then SIGKILL.
-# GRACE 0 means SIGKILL at once.
-stop_pid() {
-	local pid=$1 name=$2 grace=$3 deadline
-	is_ours "$pid" "$name" || return 0
-	[ "$grace" -eq 0 ] || kill -TERM "$pid" 2>/dev/null
-	deadline=$(($(date +%s) + grace))
-	while is_ours "$pid" "$name"; do
-		if [ "$(date +%s)" -ge "$deadline" ]; then
-			[ "$grace" -eq 0 ] || log "$name (pid $pid) still running after ${grace}s: killing it"
-			kill -KILL "$pid" 2>/dev/null
-			deadline=$(($(date +%s) + 10))
-			while is_ours "$pid" "$name"; do
-				[ "$(date +%s)" -lt "$deadline" ] || {
-					warn "$name (pid $pid) survived SIGKILL"
-					return
-				}
-				sleep 0.1
-			done
-			return
-		fi
-		sleep 0.1
-	done
-}
-
-# stop NAME [MATCH]: stop the component recorded in $RUN/NAME.pid.
-stop() {
-	local name=$1 match=${2:-$1} f=$RUN/$1.pid
-	[ -f "$f" ] || return 0
-	stop_pid "$(cat "$f")" "$match" 20
-	rm -f "$f"
-}
-
+# delete_workloads: workloads and pods deleted while kubelet and the CNI
+# still run, so that every pod's network is torn down through CNI DEL. The
+# CNI's own pods (E2E_CNI_POD_SELECTOR, a DaemonSet's) stay until the
+# others are gone: their agent serves those DELs.
 delete_workloads() {
-	pid_alive kube-apiserver && pid_alive kubelet || return 0
-	log "deleting workloads and pods (kubelet tears down their networks through CNI)"
-	kubectl_admin delete deployments,daemonsets,replicasets,statefulsets,jobs --all --all-namespaces --wait=false >/dev/null 2>&1
-	kubectl_admin delete pods --all --all-namespaces --grace-period=1 --wait=false >/dev/null 2>&1
-	kubectl_admin wait --for=delete pods --all --all-namespaces --timeout="${E2E_TIMEOUT}s" >/dev/null 2>&1 ||
+	local keep=() all=(--all)
+	pid_alive kube-apiserver || return 0
+	if [ "${E2E_LAYOUT:-host}" = host ]; then
+		pid_alive kubelet || return 0
+	else
+		local n alive=0
+		for n in $(lab_nodes); do
+			pid_alive "$n/kubelet" && alive=1
+		done
+		[ "$alive" = 1 ] || return 0
+	fi
+	if [ -n "${E2E_CNI_POD_SELECTOR:-}" ]; then
+		# k=v -> k!=v: everything else, objects without the label too.
+		keep=(-l "${E2E_CNI_POD_SELECTOR/=/!=}")
+		all=()
+	fi
+	log "deleting workloads and pods (kubelet tears down their networks through CNI)${E2E_CNI_POD_SELECTOR:+; the pods of the CNI itself ($E2E_CNI_POD_SELECTOR) stay until the node stops}"
+	kubectl_admin delete deployments,replicasets,statefulsets,jobs --all --all-namespaces --wait=false >/dev/null 2>&1
+	kubectl_admin delete daemonsets "${all[@]}" "${keep[@]}" --all-namespaces --wait=false >/dev/null 2>&1
+	kubectl_admin delete pods "${all[@]}" "${keep[@]}" --all-namespaces --grace-period=1 --wait=false >/dev/null 2>&1
+	kubectl_admin wait --for=delete pods "${all[@]}" "${keep[@]}" --all-namespaces --timeout="${E2E_TIMEOUT}s" >/dev/null 2>&1 ||
 		log "pods still present after ${E2E_TIMEOUT}s; removing their containers without CNI DEL"
 }
 
@@ -249,7 +240,7 @@ remove_cgroups() {
 remove_fixed_paths() {
 	local saved=$RUN/paths.saved p f id
 	[ -f "$saved" ] || return 0
-	for p in "${FIXED_PATHS[@]}"; do
+	for p in "${FIXED_PATHS[@]}" "${NODE_MOUNTPOINT_ROOTS[@]}"; do
 		[ -e "$p" ] || continue
 		if ! grep -qxF "$p" "$saved"; then
 			unmount_under "$p"
@@ -293,6 +284,59 @@ remove_lab() {
 	done
 }
 
+# down_netns: the nodes, then the control plane and its namespace, the
+# mount namespaces' directory; the host-side steps follow in main.
+down_netns() {
+	local n nodes c
+	nodes=$(lab_nodes)
+	for n in $nodes; do
+		node_stop "$n"
+	done
+	stop kube-scheduler
+	stop kube-controller-manager
+	stop kube-apiserver
+	stop etcd
+	stop e2e-forward
+	kill_ns_processes net "$(recorded_inode "$RUN/netns.inodes" "$CP_NETNS")" "network namespace $CP_NETNS"
+	for n in $nodes; do
+		node_destroy "$n"
+	done
+	# Namespaces recorded but never given a node directory (a run killed
+	# while making them).
+	if [ -f "$RUN/netns.list" ]; then
+		while read -r n; do
+			[ "$n" = "$CP_NETNS" ] && continue
+			[ -e "/run/netns/$n" ] || continue
+			kill_ns_processes net "$(recorded_inode "$RUN/netns.inodes" "$n")" "network namespace $n"
+			ip netns del "$n" || warn "cannot delete network namespace $n"
+		done <"$RUN/netns.list"
+	fi
+	if [ -f "$RUN/mountns.list" ]; then
+		while read -r n; do
+			[ -e "$NS_DIR/$n" ] || continue
+			kill_ns_processes mnt "$(recorded_inode "$RUN/mountns.inodes" "$n")" "mount namespace $n"
+			umount "$NS_DIR/$n" 2>/dev/null
+			rm -f "$NS_DIR/$n" || warn "cannot remove $NS_DIR/$n"
+		done <"$RUN/mountns.list"
+	fi
+	if [ -f "$RUN/cgroups.list" ]; then
+		while read -r n; do
+			for c in $(node_cgroup_dirs "$n"); do
+				rmdir "$c" 2>/dev/null || warn "cgroup $c is still in use"
+			done
+		done < <(sort -u "$RUN/cgroups.list")
+	fi
+	if grep -qxF "$CP_NETNS" "$RUN/netns.list" 2>/dev/null && [ -e "/run/netns/$CP_NETNS" ]; then
+		ip netns del "$CP_NETNS" || warn "cannot delete network namespace $CP_NETNS"
+	fi
+	if [ -f "$RUN/ns-dir" ]; then
+		if awk -v d="$NS_DIR" '$5 == d {f = 1} END {exit !f}' /proc/self/mountinfo; then
+			umount "$NS_DIR" || warn "cannot unmount $NS_DIR"
+		fi
+		rm -f "$RUN/ns-dir"
+	fi
+}
+
 main() {
 	require_root
 	if [ ! -d "$E2E_LAB" ]; then
@@ -304,20 +348,26 @@ main() {
 	# shellcheck disable=SC1091 # written by up.sh
 	[ ! -f "$E2E_LAB/cluster.env" ] || . "$E2E_LAB/cluster.env"
 	E2E_AFTER_DOWN=${saved_after_down:-${E2E_AFTER_DOWN:-}}
+	# A run that failed before cluster.env recorded its layout.
+	[ ! -f "$RUN/layout" ] || E2E_LAYOUT=$(cat "$RUN/layout")
 
-	log "stopping the e2e cluster in $E2E_LAB"
+	log "stopping the e2e cluster in $E2E_LAB (layout ${E2E_LAYOUT:-host})"
 	delete_workloads
-	stop kubelet
-	remove_containers
-	stop containerd
-	remove_runc_leftovers
-	stop_hook_processes
-	run_after_down_hook
-	stop kube-proxy
-	stop kube-scheduler
-	stop kube-controller-manager
-	stop kube-apiserver
-	stop etcd
+	if [ "${E2E_LAYOUT:-host}" = netns ]; then
+		down_netns
+	else
+		stop kubelet
+		remove_containers
+		stop containerd
+		remove_runc_leftovers
+		stop_hook_processes
+		run_after_down_hook
+		stop kube-proxy
+		stop kube-scheduler
+		stop kube-controller-manager
+		stop kube-apiserver
+		stop etcd
+	fi
 
 	unmount_under "$E2E_LAB"
 	remove_pod_interfaces

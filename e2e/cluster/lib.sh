@@ -87,6 +87,92 @@ SAVED_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory net.ipv4.i
 	net.netfilter.nf_conntrack_tcp_timeout_established net.netfilter.nf_conntrack_tcp_timeout_close_wait
 	net.bridge.bridge-nf-call-iptables)
 
+# How many nodes, and where they live. The host layout (E2E_NODES=1, the
+# default) runs the one node on the machine itself, as described above.
+# The netns layout (any E2E_NODES; the default for more than one) gives the
+# control plane and every node a network namespace of their own, joined by
+# an underlay bridge, and every node a mount namespace of its own with
+# per-node directories over the host paths that containerd, kubelet and the
+# CNI's DaemonSet use (NODE_HOST_PATHS): e2e/README.md, "More than one node".
+E2E_NODES=${E2E_NODES:-1}
+E2E_LAYOUT=${E2E_LAYOUT:-}
+if [ -z "$E2E_LAYOUT" ]; then
+	E2E_LAYOUT=host
+	[ "$E2E_NODES" = 1 ] || E2E_LAYOUT=netns
+fi
+
+# The netns layout's names and addresses: every namespace, node and
+# interface it makes starts with MN_PREFIX (the single-node harness uses
+# e2e-node0 and 172.31.250.1, the suite e2ek-*, Go tests ovsnet-* and pn-*;
+# none of them starts with it), the underlay is UNDERLAY_PREFIX.0/24, which
+# exists only inside those namespaces.
+MN_PREFIX=${E2E_NETNS_PREFIX:-e2emn}
+CP_NETNS=$MN_PREFIX-cp
+UNDERLAY_PREFIX=${E2E_UNDERLAY_PREFIX:-172.31.251}
+CP_IP=$UNDERLAY_PREFIX.1
+UNDERLAY_BRIDGE=$MN_PREFIX-br
+# The node side of each node's underlay veth (inside the node's namespace).
+NODE_UPLINK=ul0
+# Host-side tools reach the API server in the control plane's namespace
+# through this loopback address (e2e-forward).
+APISERVER_FORWARD_PORT=${E2E_APISERVER_FORWARD_PORT:-16443}
+NODES_DIR=$E2E_LAB/nodes
+# The mount namespaces of the nodes are files here: a private bind mount,
+# as persistent mount namespaces need.
+NS_DIR=$E2E_LAB/ns
+# What a node's mount namespace gets from its own directory
+# ($NODES_DIR/NODE/host/PATH) instead of the host: the runtime's and
+# kubelet's fixed paths, and every hostPath of ovsnet's DaemonSet.
+NODE_HOST_PATHS=(/run/containerd /run/netns /run/openvswitch /run/ovsnet /var/lib/kubelet /var/lib/cni
+	/var/lib/openvswitch /var/lib/ovsnet /var/log/pods /var/log/containers /var/log/openvswitch
+	/etc/cni/net.d /opt/cni/bin /lib/modules)
+# The topmost directories of NODE_HOST_PATHS that a host may lack: up.sh
+# creates the missing ones as mount points and down.sh removes them again.
+NODE_MOUNTPOINT_ROOTS=(/run/containerd /run/openvswitch /run/ovsnet /var/lib/kubelet /var/lib/cni
+	/var/lib/openvswitch /var/lib/ovsnet /var/log/pods /var/log/containers /var/log/openvswitch
+	/etc/cni /opt/cni /lib/modules)
+
+# node_name I: the name of node I (1, 2, ...) of the netns layout: its
+# Kubernetes Node, its network namespace and its cgroup root.
+node_name() { echo "$MN_PREFIX-n$1"; }
+# node_ip I: its address on the underlay.
+node_ip() { echo "$UNDERLAY_PREFIX.$((10 + $1))"; }
+
+# in_node NODE CMD...: CMD in the node's network and mount namespaces (the
+# same for every process of the node, so that containerd's and kubelet's
+# mounts agree: nsenter, not ip netns exec, which makes a mount namespace
+# per command).
+in_node() {
+	local n=$1
+	shift
+	nsenter --net="/run/netns/$n" --mount="$NS_DIR/$n" -- "$@"
+}
+
+# in_cp CMD...: CMD in the control plane's network namespace.
+in_cp() {
+	nsenter --net="/run/netns/$CP_NETNS" -- "$@"
+}
+
+# node_cmd NODE: sets NODE_CMD to in_node's prefix as a command, for
+# start(): a background function would be a subshell whose PID is not the
+# component's, while nsenter execs it in place.
+node_cmd() {
+	NODE_CMD=(nsenter --net="/run/netns/$1" --mount="$NS_DIR/$1" --)
+}
+
+# Where the API server listens: on the node address in the host layout; in
+# the netns layout on the control plane's underlay address, which the nodes
+# and the control plane use, while the admin kubeconfig (host-side tools)
+# goes through the loopback forwarder.
+if [ "$E2E_LAYOUT" = netns ]; then
+	APISERVER_IP=$CP_IP
+	APISERVER_URL=https://$CP_IP:$APISERVER_PORT
+	ADMIN_APISERVER_URL=https://127.0.0.1:$APISERVER_FORWARD_PORT
+else
+	APISERVER_IP=$NODE_IP
+	ADMIN_APISERVER_URL=$APISERVER_URL
+fi
+
 # Host paths that containerd, runc, kubelet or CNI use whatever their
 # configuration says. up.sh records which of them already existed; down.sh
 # removes only the ones the cluster created.
@@ -113,6 +199,19 @@ elapsed_ms() {
 	echo $(((now - _e2e_t0) / 1000000))
 }
 
+# check_layout: E2E_NODES and E2E_LAYOUT make sense together.
+check_layout() {
+	case $E2E_NODES in
+	'' | *[!0-9]* | 0) die "E2E_NODES=$E2E_NODES: want a number of nodes, 1 or more" ;;
+	esac
+	[ "$E2E_NODES" -le 200 ] || die "E2E_NODES=$E2E_NODES: at most 200 nodes fit the underlay's addresses"
+	case $E2E_LAYOUT in
+	host) [ "$E2E_NODES" -eq 1 ] || die "E2E_LAYOUT=host runs the one node on the machine itself; E2E_NODES=$E2E_NODES needs E2E_LAYOUT=netns" ;;
+	netns) ;;
+	*) die "E2E_LAYOUT=$E2E_LAYOUT: want host (one node, on the machine itself) or netns (nodes in namespaces of their own)" ;;
+	esac
+}
+
 require_root() {
 	[ "$(id -u)" -eq 0 ] || die "$(basename "$0") must run as root: it starts containerd and kubelet and changes host networking"
 }
@@ -137,9 +236,12 @@ is_ours() {
 }
 
 # pid_alive NAME: the component whose PID is in $RUN/NAME.pid is running.
+# NAME is a component (kubelet) or, for a node of the netns layout,
+# NODE/component (e2emn-n1/kubelet): the component's name is what its
+# command line must contain.
 pid_alive() {
 	local f=$RUN/$1.pid
-	[ -f "$f" ] && is_ours "$(cat "$f")" "$1"
+	[ -f "$f" ] && is_ours "$(cat "$f")" "${1##*/}"
 }
 
 kubectl_admin() {
