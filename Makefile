@@ -8,7 +8,7 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 
 export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 
-.PHONY: all build test lint fmt generate demo bench e2e bench-e2e conformance image image-verify clean
+.PHONY: all build test lint fmt generate demo bench e2e e2e-multinode bench-e2e conformance image image-verify clean
 
 all: build
 
@@ -42,6 +42,13 @@ bench: build
 # tears everything down and checks the host is as before.
 e2e: build
 	e2e/run.sh all
+
+# The same suite on a cluster of E2E_NODES (default 2) nodes, each in network
+# and mount namespaces of its own, with ovsnet installed as the DaemonSet of
+# deploy/ovsnet.yaml from the image of make image (built or reused first);
+# the tests of e2e/suite/multinode_test.go run there. See e2e/README.md.
+e2e-multinode: build
+	E2E_NODES=$${E2E_NODES:-2} e2e/run.sh all
 
 # Kubernetes' own sig-network conformance tests (e2e.test of the cluster's
 # Kubernetes version, built and cached with its test images) on the same

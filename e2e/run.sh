@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# ovsnet end to end on a real single-node Kubernetes cluster (e2e/cluster/):
-# OVS (userspace datapath) and ovsnet-agent run on the host as the DaemonSet
-# would run them, the ovsnet plugin is containerd's only CNI, and the Go suite
-# in e2e/suite/ drives the cluster. See e2e/README.md.
+# ovsnet end to end on a real Kubernetes cluster (e2e/cluster/) whose only CNI
+# is ovsnet, and the Go suite in e2e/suite/ drives the cluster. One node
+# (E2E_NODES=1, the default): the node is the machine itself, and OVS
+# (userspace datapath) and ovsnet-agent run on it as host processes
+# configured as the DaemonSet would run them. E2E_NODES=N: every node in
+# namespaces of its own, and ovsnet installed as users install it, the
+# DaemonSet of deploy/ovsnet.yaml from the image of `make image`
+# (E2E_OVSNET_DEPLOY=host runs the host processes in each node instead). See
+# e2e/README.md.
 #
 # Usage: e2e/run.sh [all|up|test|down|bench|conformance|conformance-test]
 #   all    (make e2e) build, up, test, down; always tears down and checks that
@@ -12,7 +17,7 @@
 #   test   run the suite against the running cluster (E2E_TEST_RUN=regexp
 #          selects tests)
 #   down   stop the cluster, remove ovsnet from the host
-#   bench  (make bench-e2e) pod Ready latency of 30 pods created at once,
+#   bench  (make bench-e2e, one node) pod Ready latency of 30 pods created at once,
 #          with ovsnet and then with the reference bridge plugin as the floor
 #   conformance
 #          (make conformance) Kubernetes' own sig-network conformance tests
@@ -32,7 +37,9 @@
 # 1.0.0 for containerd 1.x), E2E_CNI (custom = ovsnet, the default, or
 # bridge), and for conformance E2E_CONFORMANCE_FOCUS, E2E_CONFORMANCE_SKIP,
 # E2E_CONFORMANCE_PROCS (4), E2E_CONFORMANCE_TIMEOUT (90m),
-# E2E_CONFORMANCE_OUT (bin/conformance/<cni>).
+# E2E_CONFORMANCE_OUT (bin/conformance/<cni>, bin/conformance/<cni>-<N>nodes),
+# E2E_NODES (1), E2E_OVSNET_DEPLOY (host for one node, daemonset for more),
+# E2E_OVSNET_TRAFFIC_MODE (the manifest's, geneve; daemonset only).
 set -euo pipefail
 E2E_ROOT=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=SCRIPTDIR/cluster/lib.sh
@@ -58,7 +65,9 @@ E2E_CONFORMANCE_FOCUS=${E2E_CONFORMANCE_FOCUS:-'\[sig-network\].*\[Conformance\]
 E2E_CONFORMANCE_SKIP=${E2E_CONFORMANCE_SKIP:-}
 E2E_CONFORMANCE_PROCS=${E2E_CONFORMANCE_PROCS:-4}
 E2E_CONFORMANCE_TIMEOUT=${E2E_CONFORMANCE_TIMEOUT:-90m}
-E2E_CONFORMANCE_OUT=$(realpath -m "${E2E_CONFORMANCE_OUT:-$BIN/conformance/$CNI_LABEL}")
+OUT_LABEL=$CNI_LABEL
+[ "$E2E_NODES" = 1 ] || OUT_LABEL=$CNI_LABEL-${E2E_NODES}nodes
+E2E_CONFORMANCE_OUT=$(realpath -m "${E2E_CONFORMANCE_OUT:-$BIN/conformance/$OUT_LABEL}")
 # The upstream NetworkPolicy tests (the Netpol suite of e2e.test, 50 specs
 # of v1.34), make conformance's second run, ovsnet only (the bridge plugin
 # enforces no NetworkPolicy). E2E_NETPOL=0 leaves them out. What is
@@ -66,7 +75,29 @@ E2E_CONFORMANCE_OUT=$(realpath -m "${E2E_CONFORMANCE_OUT:-$BIN/conformance/$CNI_
 E2E_NETPOL=${E2E_NETPOL:-1}
 E2E_NETPOL_FOCUS=${E2E_NETPOL_FOCUS:-'\[Feature:NetworkPolicy\]|Netpol'}
 E2E_NETPOL_SKIP=${E2E_NETPOL_SKIP-'\[Feature:SCTPConnectivity\]'}
-E2E_NETPOL_OUT=$(realpath -m "${E2E_NETPOL_OUT:-$BIN/conformance/$CNI_LABEL-netpol}")
+E2E_NETPOL_OUT=$(realpath -m "${E2E_NETPOL_OUT:-$BIN/conformance/$OUT_LABEL-netpol}")
+# How ovsnet runs in the cluster: host (OVS and the agent as host processes
+# in each node, configured from deploy/ovsnet.yaml: the way to debug them)
+# or daemonset (kubectl apply -f deploy/ovsnet.yaml with the image of make
+# image imported into every node: what users run). The DaemonSet's host
+# paths need nodes with their own mount namespaces: the netns layout.
+if [ -z "${E2E_OVSNET_DEPLOY:-}" ]; then
+	E2E_OVSNET_DEPLOY=host
+	[ "$E2E_LAYOUT" = host ] || E2E_OVSNET_DEPLOY=daemonset
+fi
+case $E2E_OVSNET_DEPLOY in
+host) ;;
+daemonset)
+	[ "$E2E_LAYOUT" = netns ] || die "E2E_OVSNET_DEPLOY=daemonset needs nodes of their own (E2E_NODES=2, or E2E_LAYOUT=netns): the DaemonSet's host paths would be this machine's"
+	;;
+*) die "E2E_OVSNET_DEPLOY=$E2E_OVSNET_DEPLOY: want host or daemonset" ;;
+esac
+[ "$E2E_OVSNET_DEPLOY" = daemonset ] || [ "$E2E_LAYOUT" = host ] ||
+	die "E2E_OVSNET_DEPLOY=host with E2E_LAYOUT=netns is not supported yet: use the DaemonSet (the default) for more than one node"
+[ -z "${E2E_OVSNET_TRAFFIC_MODE:-}" ] || [ "$E2E_OVSNET_DEPLOY" = daemonset ] ||
+	die "E2E_OVSNET_TRAFFIC_MODE applies to the DaemonSet (E2E_OVSNET_DEPLOY=daemonset) only"
+# The DaemonSet's image, made by make image (deploy/image/build.sh).
+IMAGE_OUT=$BIN/image
 # Tests whose failure with this CNI is known and explained (one name a
 # line, with the reason in a comment): make e2e and make conformance fail
 # only on other failures, and say which known ones failed or now pass.
@@ -131,6 +162,21 @@ build_tools() {
 		>"$BIN/e2e/10-ovsnet.conflist"
 }
 
+# build_image: the DaemonSet's image (make image), when the cluster runs it.
+# Its Debian layer is cached beside the cluster's binaries and images, in
+# $OVSNET_E2E_CACHE/ovsnet-image (OVSNET_IMAGE_CACHE chooses another).
+build_image() {
+	OVSNET_IMAGE_CACHE=${OVSNET_IMAGE_CACHE:-$OVSNET_E2E_CACHE/ovsnet-image} OVSNET_IMAGE_OUT=$IMAGE_OUT \
+		"$E2E_REPO/deploy/image/build.sh"
+}
+
+# build_all: the phases every command that brings a cluster up needs.
+build_all() {
+	phase build-tools build_tools || return 1
+	phase k8s-build "$E2E_ROOT/cluster/build.sh" || return 1
+	[ "$E2E_OVSNET_DEPLOY" != daemonset ] || [ "$E2E_CNI" != custom ] || phase image build_image || return 1
+}
+
 # runtime_cni_version: the newest CNI spec version the installed containerd
 # reads results of, when it is older than the shipped conflist's; empty to
 # keep the shipped one. containerd 1.6 (Debian 12's 1.6.20) rejects results
@@ -153,11 +199,27 @@ runtime_cni_version() {
 }
 
 up_ovsnet() {
+	if [ "$E2E_OVSNET_DEPLOY" = daemonset ]; then
+		up_ovsnet_daemonset
+		return
+	fi
 	E2E_CNI=custom E2E_CNI_BIN_DIR=$BIN E2E_CNI_PLUGINS=ovsnet \
 		E2E_CNI_CONFLIST=$BIN/e2e/10-ovsnet.conflist \
 		E2E_BEFORE_KUBELET=$E2E_ROOT/ovsnet/before-kubelet \
 		E2E_AFTER_NODE=$E2E_ROOT/ovsnet/after-node \
 		E2E_AFTER_DOWN=$E2E_ROOT/ovsnet/after-down \
+		OVSNET_E2E_BIN=$BIN \
+		"$E2E_ROOT/cluster/up.sh"
+}
+
+# up_ovsnet_daemonset: nodes whose containerd has the image and only the
+# loopback plugin; the DaemonSet's install-cni brings ovsnet, portmap and
+# the conflist.
+up_ovsnet_daemonset() {
+	[ -f "$IMAGE_OUT/ovsnet.tar" ] || die "no image in $IMAGE_OUT/ovsnet.tar: run make image (run.sh all builds it)"
+	E2E_CNI=custom E2E_CNI_BIN_DIR='' E2E_CNI_CONFLIST='' E2E_CNI_REFERENCE_PLUGINS=loopback \
+		E2E_EXTRA_IMAGES="${E2E_EXTRA_IMAGES:+$E2E_EXTRA_IMAGES }$IMAGE_OUT/ovsnet.tar" \
+		E2E_AFTER_NODES=$E2E_ROOT/ovsnet/daemonset E2E_CNI_POD_SELECTOR=app=ovsnet-agent \
 		OVSNET_E2E_BIN=$BIN \
 		"$E2E_ROOT/cluster/up.sh"
 }
@@ -241,6 +303,11 @@ host_state() {
 		done
 	done
 	nft list tables 2>/dev/null | awk '$3 == "kube-proxy" {print "nftables", $0}'
+	# The runtime's fixed paths (host layout) and the nodes' mount points
+	# (netns layout): made by up.sh where missing, removed by down.sh.
+	for k in "${FIXED_PATHS[@]}" "${NODE_MOUNTPOINT_ROOTS[@]}"; do
+		[ ! -e "$k" ] || echo "path $k"
+	done | sort -u
 	for k in "${SAVED_SYSCTLS[@]}"; do
 		v=$(sysctl -n "$k" 2>/dev/null) && echo "sysctl $k=$v"
 	done
@@ -285,6 +352,19 @@ host_is_clean() {
 		echo "error: network namespace $n (made by the suite) is still there" >&2
 		dirty=1
 	done
+	for n in $(ip netns list 2>/dev/null | awk -v p="$MN_PREFIX-" 'index($1, p) == 1 {print $1}'); do
+		echo "error: network namespace $n (a node or the control plane of the netns layout) is still there" >&2
+		dirty=1
+	done
+	for n in /sys/fs/cgroup/"$MN_PREFIX"-* /sys/fs/cgroup/*/"$MN_PREFIX"-*; do
+		[ -e "$n" ] || continue
+		echo "error: cgroup $n (a node's cgroup root) is still there" >&2
+		dirty=1
+	done
+	if awk -v d="$E2E_LAB" '$5 == d || index($5, d "/") == 1 {f = 1} END {exit !f}' /proc/self/mountinfo; then
+		echo "error: something is still mounted under $E2E_LAB" >&2
+		dirty=1
+	fi
 	# shellcheck disable=SC2013 # grep -l prints file names, one per process
 	for pid in $(grep -lsF -- "$E2E_LAB/" /proc/[0-9]*/cmdline | cut -d/ -f3); do
 		[ "$pid" = $$ ] && continue
@@ -293,7 +373,7 @@ host_is_clean() {
 			dirty=1
 		fi
 	done
-	[ "$dirty" -eq 0 ] && log "host restored: no ovsnet devices, node interface, nftables table or cluster processes left; chains, kube-proxy tables and sysctls as before"
+	[ "$dirty" -eq 0 ] && log "host restored: no ovsnet devices, node interface, nftables table, cluster processes, namespaces, cgroups or mounts left; chains, kube-proxy tables, fixed paths and sysctls as before"
 }
 
 # interrupted: Ctrl-C or a CI timeout's SIGTERM while a cluster may run.
@@ -307,7 +387,7 @@ interrupted() {
 
 all() {
 	local rc=0
-	if ! phase build-tools build_tools || ! phase k8s-build "$E2E_ROOT/cluster/build.sh"; then
+	if ! build_all; then
 		print_phases
 		return 1
 	fi
@@ -330,6 +410,7 @@ all() {
 # to $BIN/bench-e2e/CNI.json, the cluster down again.
 bench_one() {
 	local cni=$1 rc=0 args=()
+	[ "$E2E_LAYOUT" = host ] || die "make bench-e2e runs on one node (E2E_NODES=1)"
 	[ "$cni" != ovsnet ] || args=(--agent "$(agent_addr)")
 	phase "up-$cni" "up_$cni" || return 1
 	phase "bench-$cni" with_cluster_env "$BIN/e2e-podbench" run --pods "$E2E_BENCH_PODS" \
@@ -416,7 +497,7 @@ run_ginkgo() {
 	with_cluster_env "$CONFORMANCE_DIR/bin/ginkgo" --procs="$E2E_CONFORMANCE_PROCS" --timeout="$E2E_CONFORMANCE_TIMEOUT" \
 		--focus="$focus" "${skip[@]}" --no-color --silence-skips \
 		"$CONFORMANCE_DIR/bin/e2e.test" -- \
-		--kubeconfig="$E2E_LAB/admin.kubeconfig" --provider=skeleton --num-nodes=1 \
+		--kubeconfig="$E2E_LAB/admin.kubeconfig" --provider=skeleton --num-nodes="$E2E_NODES" \
 		--report-dir="$out" --dump-logs-on-failure=false 2>&1 | tee "$out/e2e.log" || rc=$?
 	if [ -f "$out/junit_01.xml" ]; then
 		local jrc=0 args=(-label "$CNI_LABEL")
@@ -456,8 +537,7 @@ netpol_wanted() {
 
 conformance() {
 	local rc=0
-	if ! phase build-tools build_tools || ! phase k8s-build "$E2E_ROOT/cluster/build.sh" ||
-		! phase conformance-build "$E2E_ROOT/cluster/build.sh" conformance; then
+	if ! build_all || ! phase conformance-build "$E2E_ROOT/cluster/build.sh" conformance; then
 		print_phases
 		return 1
 	fi
@@ -491,6 +571,7 @@ main() {
 	all) all ;;
 	up)
 		build_tools
+		[ "$E2E_OVSNET_DEPLOY" != daemonset ] || [ "$E2E_CNI" != custom ] || build_image
 		up_dev
 		;;
 	test)

@@ -161,3 +161,69 @@ func Field(configYAML, field string) (string, error) {
 		return "", fmt.Errorf("field %q is a %T, want a string, number or boolean", field, v)
 	}
 }
+
+// Render returns the whole manifest with fields of one YAML key of the
+// named ConfigMap (the agent's agent.yaml) set: the manifest as users apply
+// it, with only what a cluster must change (a datapath without the kernel
+// module, another traffic mode) changed. Each value of set is YAML (false,
+// 0 and netdev become a boolean, a number and a string). Every field must
+// exist already: a misspelt override must not add a key the agent rejects
+// at start instead of changing the one meant. The other documents keep
+// their text; the ConfigMap is re-encoded (its comments are lost).
+func Render(docs []Doc, configMap, key string, set map[string]string) (string, error) {
+	var b strings.Builder
+	found := false
+	for _, d := range docs {
+		text := d.Text
+		if d.Kind == "ConfigMap" && d.Name == configMap && len(set) > 0 {
+			found = true
+			var err error
+			if text, err = setConfigMapFields(text, key, set); err != nil {
+				return "", fmt.Errorf("ConfigMap %s: %w", configMap, err)
+			}
+		}
+		b.WriteString("---\n")
+		b.WriteString(strings.TrimRight(text, "\n"))
+		b.WriteString("\n")
+	}
+	if len(set) > 0 && !found {
+		return "", fmt.Errorf("no ConfigMap %s", configMap)
+	}
+	return b.String(), nil
+}
+
+func setConfigMapFields(doc, key string, set map[string]string) (string, error) {
+	var obj map[string]any
+	if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+		return "", err
+	}
+	data, _ := obj["data"].(map[string]any)
+	raw, ok := data[key].(string)
+	if !ok {
+		return "", fmt.Errorf("no key %q", key)
+	}
+	var fields map[string]any
+	if err := yaml.Unmarshal([]byte(raw), &fields); err != nil {
+		return "", fmt.Errorf("key %q is not a YAML map: %w", key, err)
+	}
+	for name, value := range set {
+		if _, ok := fields[name]; !ok {
+			return "", fmt.Errorf("key %q has no field %q to set", key, name)
+		}
+		var v any
+		if err := yaml.Unmarshal([]byte(value), &v); err != nil {
+			return "", fmt.Errorf("field %q: value %q is not YAML: %w", name, value, err)
+		}
+		fields[name] = v
+	}
+	out, err := yaml.Marshal(fields)
+	if err != nil {
+		return "", err
+	}
+	data[key] = string(out)
+	enc, err := yaml.Marshal(obj)
+	if err != nil {
+		return "", err
+	}
+	return string(enc), nil
+}

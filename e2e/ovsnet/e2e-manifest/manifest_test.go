@@ -165,3 +165,43 @@ func TestShippedManifest(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestRenderSetsAgentFieldsAndKeepsTheRest(t *testing.T) {
+	docs, err := Parse([]byte(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Render(docs, "cfg", "agent.yaml", map[string]string{"bridge": "br-y", "async-interfaces": "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Parse([]byte(out))
+	if err != nil {
+		t.Fatalf("rendered manifest does not parse: %v\n%s", err, out)
+	}
+	if len(again) != 3 || !strings.Contains(again[0].Text, "# leading comment") {
+		t.Fatalf("documents or their text changed:\n%s", out)
+	}
+	cfg, err := ConfigMapKey(again, "cfg", "agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for field, want := range map[string]string{"bridge": "br-y", "async-interfaces": "true", "mtu": "1400"} {
+		if got, err := Field(cfg, field); err != nil || got != want {
+			t.Errorf("%s = %q (%v), want %q", field, got, err, want)
+		}
+	}
+	if _, err := ConfigMapKey(again, "cfg", "net.conflist"); err != nil {
+		t.Errorf("the conflist key went: %v", err)
+	}
+}
+
+func TestRenderRefusesUnknownField(t *testing.T) {
+	docs, err := Parse([]byte(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Render(docs, "cfg", "agent.yaml", map[string]string{"datapath-typo": "netdev"}); err == nil {
+		t.Fatal("want an error for a field agent.yaml does not have")
+	}
+}
