@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -44,6 +45,15 @@ type Cluster struct {
 	CNI    string
 	Client kubernetes.Interface
 	Rest   *rest.Config
+	// Layout is LayoutHost (one node, this machine) or LayoutNetns (every
+	// node in namespaces of its own; NodeName, NodeIP and PodCIDR are then
+	// those of the first node).
+	Layout                        string
+	nodesDir, mountNSDir, nodeCtl string
+	// APIServerIP is the address kube-apiserver advertises (the endpoint of
+	// Service default/kubernetes): NodeIP in the host layout, the control
+	// plane's in the netns layout.
+	APIServerIP netip.Addr
 }
 
 // errNoCluster says how to get the environment a test binary needs.
@@ -97,11 +107,30 @@ func LoadCluster() (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return &Cluster{
+	c := &Cluster{
 		Lab: e["E2E_LAB"], Kubeconfig: e["KUBECONFIG"], KubectlPath: e["E2E_KUBECTL"], NodeName: e["E2E_NODE_NAME"],
 		PodCIDR: cidr, BusyboxImage: e["E2E_BUSYBOX_IMAGE"], CNI: e["E2E_CNI"], Client: cs, Rest: rc,
 		NettoolImage: e["E2E_NETTOOL_IMAGE"], NodeIP: nodeIP, DNSServiceIP: dnsIP, ClusterDomain: e["E2E_CLUSTER_DOMAIN"],
-	}, nil
+		Layout: LayoutHost, APIServerIP: nodeIP,
+	}
+	if u, err := url.Parse(os.Getenv("E2E_APISERVER_URL")); err == nil {
+		if ip, err := netip.ParseAddr(u.Hostname()); err == nil {
+			c.APIServerIP = ip
+		}
+	}
+	if os.Getenv("E2E_LAYOUT") == LayoutNetns {
+		ne, err := env("E2E_NODES_DIR", "E2E_NODE_MOUNTNS_DIR", "E2E_NODE_CTL")
+		if err != nil {
+			return nil, err
+		}
+		c.Layout, c.nodesDir, c.mountNSDir, c.nodeCtl = LayoutNetns, ne["E2E_NODES_DIR"], ne["E2E_NODE_MOUNTNS_DIR"], ne["E2E_NODE_CTL"]
+	}
+	return c, nil
+}
+
+// FirstNode is the node of NodeName, the one single-node tests use.
+func (c *Cluster) FirstNode(ctx context.Context) (Node, error) {
+	return c.Node(ctx, c.NodeName)
 }
 
 // Eventually runs check until it returns nil, backing off from 20 ms to 1 s

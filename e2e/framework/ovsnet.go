@@ -39,7 +39,47 @@ type Ovsnet struct {
 	Ovsnetctl  string
 	// Manifest is deploy/ovsnet.yaml as the cluster was started with it.
 	Manifest string
-	http     *http.Client
+	// Deploy is DeployHost (the agent a host process, started by the
+	// harness) or DeployDaemonSet (the agent container of the DaemonSet on
+	// Node, restarted by its kubelet).
+	Deploy string
+	Node   Node
+	http   *http.Client
+}
+
+// How ovsnet runs in the e2e cluster (E2E_OVSNET_DEPLOY).
+const (
+	DeployHost      = "host"
+	DeployDaemonSet = "daemonset"
+)
+
+// OvsnetDeploy is how ovsnet runs in the cluster described by the
+// environment.
+func OvsnetDeploy() string {
+	if os.Getenv("OVSNET_DEPLOY") == DeployDaemonSet {
+		return DeployDaemonSet
+	}
+	return DeployHost
+}
+
+// AgentOn is the agent of the ovsnet DaemonSet on node n: its API through
+// the node's network namespace (the agent has hostNetwork), its OVS and
+// state through the node's directories on this machine.
+func AgentOn(n Node) (*Ovsnet, error) {
+	e, err := env("OVSNET_AGENT_ADDR", "OVSNET_BRIDGE", "OVSNET_GATEWAY", "OVSNET_OVSNETCTL", "OVSNET_MANIFEST")
+	if err != nil {
+		return nil, err
+	}
+	if OvsnetDeploy() != DeployDaemonSet {
+		return nil, errors.New("ovsnet runs as host processes in this cluster, not as the DaemonSet: use LoadOvsnet")
+	}
+	return &Ovsnet{
+		AgentAddr: e["OVSNET_AGENT_ADDR"], Bridge: e["OVSNET_BRIDGE"], Gateway: e["OVSNET_GATEWAY"],
+		OVSDB: "unix:" + n.HostPath("/run/openvswitch/db.sock"), StateDir: n.HostPath("/var/lib/ovsnet"),
+		CNIBinDir: n.HostPath("/opt/cni/bin"), CNIConfDir: n.HostPath("/etc/cni/net.d"),
+		Ovsnetctl: e["OVSNET_OVSNETCTL"], Manifest: e["OVSNET_MANIFEST"],
+		Deploy: DeployDaemonSet, Node: n, http: n.HTTPClient(10 * time.Second),
+	}, nil
 }
 
 // LoadOvsnet reads the settings e2e/ovsnet/before-kubelet wrote.
@@ -55,7 +95,7 @@ func LoadOvsnet() (*Ovsnet, error) {
 		OVSDB: e["OVSNET_OVSDB"], StateDir: e["OVSNET_STATE_DIR"], CNIBinDir: e["OVSNET_CNI_BIN_DIR"],
 		CNIConfDir: e["OVSNET_CNI_CONF_DIR"], AgentPIDFile: e["OVSNET_AGENT_PID_FILE"], AgentLog: e["OVSNET_AGENT_LOG"],
 		StartAgent: e["OVSNET_START_AGENT"], Ovsnetctl: e["OVSNET_OVSNETCTL"], Manifest: e["OVSNET_MANIFEST"],
-		http: &http.Client{Timeout: 10 * time.Second},
+		Deploy: DeployHost, http: &http.Client{Timeout: 10 * time.Second},
 	}, nil
 }
 
@@ -107,6 +147,12 @@ func (o *Ovsnet) Status(ctx context.Context) (agentapi.Status, error) {
 	return out, o.getJSON(ctx, agentapi.PathStatus, &out)
 }
 
+// Flows is the agent's /v1/flows: the flows of its bridge, with owners.
+func (o *Ovsnet) Flows(ctx context.Context) ([]agentapi.Flow, error) {
+	var out []agentapi.Flow
+	return out, o.getJSON(ctx, agentapi.PathFlows, &out)
+}
+
 // Ready asks /readyz; a not-ready agent is an error carrying its reason.
 func (o *Ovsnet) Ready(ctx context.Context) error {
 	code, body, err := o.get(ctx, "/readyz")
@@ -139,8 +185,12 @@ func (o *Ovsnet) PodAttachment(ctx context.Context, namespace, name string) (age
 }
 
 // AgentPID is the running agent's process id, checked against its command
-// line so a recycled PID is never taken for it.
+// line so a recycled PID is never taken for it. The DaemonSet's agent is
+// the ovsnet-agent process in its node's network namespace.
 func (o *Ovsnet) AgentPID() (int, error) {
+	if o.Deploy == DeployDaemonSet {
+		return agentInNetns(o.Node)
+	}
 	b, err := os.ReadFile(o.AgentPIDFile)
 	if err != nil {
 		return 0, fmt.Errorf("agent PID file: %w", err)
@@ -192,8 +242,16 @@ func waitPidfd(ctx context.Context, fd int) error {
 	}
 }
 
-// RestartAgent starts the agent again with its recorded flags (e2e/ovsnet/start-agent).
+// RestartAgent starts the agent again with its recorded flags
+// (e2e/ovsnet/start-agent). The DaemonSet's agent container is restarted
+// by its kubelet: this waits for the new process instead.
 func (o *Ovsnet) RestartAgent(ctx context.Context) error {
+	if o.Deploy == DeployDaemonSet {
+		return Eventually(ctx, "kubelet to restart the agent container on node "+o.Node.Name, func(context.Context) error {
+			_, err := o.AgentPID()
+			return err
+		})
+	}
 	out, err := exec.CommandContext(ctx, o.StartAgent).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s: %w: %s", o.StartAgent, err, strings.TrimSpace(string(out)))
@@ -300,4 +358,45 @@ func (c *CNI) Del(ctx context.Context, s PodSandbox) error {
 		return fmt.Errorf("CNI DEL %s: %w", s.ContainerID, err)
 	}
 	return nil
+}
+
+// agentInNetns finds the one ovsnet-agent process whose network namespace
+// is the node's.
+func agentInNetns(n Node) (int, error) {
+	want, err := os.Readlink("/proc/self/ns/net")
+	if n.Netns != "" {
+		var st unix.Stat_t
+		if err = unix.Stat(n.Netns, &st); err == nil {
+			want = fmt.Sprintf("net:[%d]", st.Ino)
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("network namespace of node %s: %w", n.Name, err)
+	}
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	var found []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(comm)) != "ovsnet-agent" {
+			continue
+		}
+		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil && ns == want {
+			found = append(found, pid)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return 0, fmt.Errorf("no ovsnet-agent process in the network namespace of node %s", n.Name)
+	default:
+		return 0, fmt.Errorf("%d ovsnet-agent processes in the network namespace of node %s: %v", len(found), n.Name, found)
+	}
 }

@@ -162,9 +162,15 @@ func hostAddress(t *testing.T) netip.Addr {
 
 // serveHost answers "node" over HTTP on addr:0 of the host until the test ends.
 func serveHost(t *testing.T, addr netip.Addr) string {
-	ln, err := net.Listen("tcp4", netip.AddrPortFrom(addr, 0).String())
+	return serveOnNode(t, framework.Node{Name: "host"}, addr)
+}
+
+// serveOnNode answers "node" over HTTP on addr:0 in the node's network
+// namespace until the test ends.
+func serveOnNode(t *testing.T, n framework.Node, addr netip.Addr) string {
+	ln, err := n.Listen(t.Context(), "tcp4", netip.AddrPortFrom(addr, 0).String())
 	if err != nil {
-		t.Fatalf("listen on %s: %v", addr, err)
+		t.Fatalf("listen on %s of node %s: %v", addr, n.Name, err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "node") }),
 		ReadHeaderTimeout: 10 * time.Second}

@@ -13,7 +13,7 @@ import (
 // The shipped manifests are accepted by a real API server, admission and
 // validation included, without creating anything.
 func TestManifestsServerDryRun(t *testing.T) {
-	c, _ := env(t)
+	c := ovsnetCluster(t)
 	ctx := deadline(t, time.Minute)
 	manifest := filepath.Join(os.Getenv("OVSNET_REPO"), "deploy", "ovsnet.yaml")
 	if _, err := os.Stat(manifest); err != nil {

@@ -48,6 +48,13 @@ const probeDeadline = 45 * time.Second
 func TestServices(t *testing.T) {
 	c := clusterOnly(t)
 	ctx := deadline(t, 8*time.Minute)
+	// The node of the pods, whose address the NodePort and the
+	// pod-to-node-ip server use (this machine, or the first node's
+	// namespace in the netns layout).
+	node, err := c.FirstNode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ns := namespace(t, ctx, c, "ovsnet-e2e-svc")
 	labels := map[string]string{"app": "web"}
 	svcs := c.Client.CoreV1().Services(ns)
@@ -143,7 +150,7 @@ func TestServices(t *testing.T) {
 		pctx, cancel := context.WithTimeout(ctx, probeDeadline)
 		defer cancel()
 		err := framework.Eventually(pctx, "node -> "+nodePortURL+" answers web-0", func(ctx context.Context) error {
-			body, err := httpGet(ctx, nodePortURL)
+			body, err := node.HTTPGet(ctx, nodePortURL)
 			if err != nil {
 				return err
 			}
@@ -161,7 +168,7 @@ func TestServices(t *testing.T) {
 		expect(t, "web-0", "web-0", "http", "http://"+net.JoinHostPort(clusterIP, fmt.Sprint(svcHTTPPort))+"/")
 	})
 	t.Run("pod-to-node-ip", func(t *testing.T) {
-		expect(t, "client", "node", "http", "http://"+serveHost(t, c.NodeIP)+"/")
+		expect(t, "client", "node", "http", "http://"+serveOnNode(t, node, c.NodeIP)+"/")
 	})
 	t.Run("kubernetes-service-in-cluster-client", func(t *testing.T) {
 		checkInClusterClient(t, ctx, c, ns)
@@ -219,8 +226,8 @@ func checkInClusterClient(t *testing.T, ctx context.Context, c *framework.Cluste
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(eps, c.NodeIP.String()) {
-		t.Errorf("Service kubernetes endpoints %v: want the node address %s", eps, c.NodeIP)
+	if !slices.Contains(eps, c.APIServerIP.String()) {
+		t.Errorf("Service kubernetes endpoints %v: want the API server's address %s", eps, c.APIServerIP)
 	}
 	t.Logf("in-cluster client listed %d namespaces through %s (endpoint %v)", len(names), kubeSvc.Spec.ClusterIP, eps)
 }

@@ -1,10 +1,12 @@
 //go:build e2e
 
 // Package suite holds ovsnet's end-to-end tests. They drive a real
-// single-node Kubernetes cluster whose only CNI is ovsnet, with the agent
-// and OVS running on the node as the DaemonSet would run them. Run them with
-// `make e2e` (or e2e/run.sh up, then e2e/run.sh test); the build tag keeps
-// `go test ./...` from running them.
+// Kubernetes cluster whose only CNI is ovsnet: one node that is this
+// machine, with the agent and OVS running on it as the DaemonSet would run
+// them (make e2e), or several nodes in namespaces of their own with ovsnet
+// installed as its DaemonSet (make e2e-multinode), where the tests of
+// multinode_test.go run. Run them with `make e2e` (or e2e/run.sh up, then
+// e2e/run.sh test); the build tag keeps `go test ./...` from running them.
 package suite
 
 import (
@@ -18,9 +20,26 @@ import (
 	"github.com/ovsnet/ovsnet/internal/testenv"
 )
 
-// env loads the cluster and the node's ovsnet; the suite only makes sense
-// against a cluster started by e2e/run.sh, so a missing one is a failure.
+// env loads the cluster and the node's ovsnet for the tests that need the
+// node to be this machine and the agent a host process (the host layout,
+// make e2e); the suite only makes sense against a cluster started by
+// e2e/run.sh, so a missing one is a failure.
 func env(t *testing.T) (*framework.Cluster, *framework.Ovsnet) {
+	t.Helper()
+	c := ovsnetCluster(t)
+	if c.Layout != framework.LayoutHost || framework.OvsnetDeploy() != framework.DeployHost {
+		t.Skipf("needs the one node to be this machine and ovsnet-agent a host process (E2E_NODES=1, make e2e); "+
+			"the cluster in %s has its nodes in namespaces of their own and ovsnet as the DaemonSet, which TestMultiNode* cover", c.Lab)
+	}
+	o, err := framework.LoadOvsnet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, o
+}
+
+// ovsnetCluster loads a cluster whose CNI is ovsnet, in any layout.
+func ovsnetCluster(t *testing.T) *framework.Cluster {
 	t.Helper()
 	testenv.RequireRoot(t)
 	c, err := framework.LoadCluster()
@@ -30,11 +49,7 @@ func env(t *testing.T) (*framework.Cluster, *framework.Ovsnet) {
 	if c.CNI != "custom" {
 		t.Fatalf("the cluster in %s runs the %s CNI, not ovsnet: start it with e2e/run.sh up", c.Lab, c.CNI)
 	}
-	o, err := framework.LoadOvsnet()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, o
+	return c
 }
 
 // deadline is a test's context: every wait in a test ends with it.
