@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,9 @@ import (
 	"github.com/ovsnet/ovsnet/internal/ovs/ovstest"
 	"github.com/ovsnet/ovsnet/internal/ovssandbox"
 	"github.com/ovsnet/ovsnet/internal/testenv"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // node is one node of a multi-node test: its own OVS (in its own network
@@ -67,6 +71,13 @@ func twoNodes(t *testing.T, ctx context.Context, mode string) []*node {
 			t.Fatalf("%v: %v %s", args, err, out)
 		}
 	}
+	// Every change of the nodes' routes, from before the agents start: a
+	// node must never be without its default route, not even for the
+	// moment between two netlink calls.
+	monitors := make([]*routeMonitor, len(nodes))
+	for i, nd := range nodes {
+		monitors[i] = startRouteMonitor(t, ctx, nd.o)
+	}
 	for i, nd := range nodes {
 		other := nodes[1-i]
 		dir := t.TempDir()
@@ -92,8 +103,14 @@ func twoNodes(t *testing.T, ctx context.Context, mode string) []*node {
 		if err := a.Status().WaitReady(ctx); err != nil {
 			t.Fatal(err)
 		}
+		if err := a.CrossNode().WaitStatus(ctx, func(st crossnode.Status) bool { return st.Synced }); err != nil {
+			t.Fatal(err)
+		}
 		if out := nd.o.InNetns("ip", "-4", "route", "show", "default"); !strings.Contains(out, "via "+other.ip()) {
 			t.Fatalf("node %d lost its default route via %s (routes: %s)", nd.n, other.ip(), nd.o.InNetns("ip", "-4", "route"))
+		}
+		if deleted := monitors[i].deletedDefault(t, ctx, nd.o); deleted != "" {
+			t.Fatalf("node %d was without its default route for a moment while the agent started: %q", nd.n, deleted)
 		}
 		if nd.rt, err = cnitest.NewRuntime(bin, dir+"/cache", cfg.CNISocket, ""); err != nil {
 			t.Fatal(err)
@@ -268,6 +285,30 @@ func TestTwoNodes(t *testing.T) {
 			if err := reach(pctx, a.ns.Name, b.ip); err != nil {
 				t.Fatalf("after the peer came back: %v", err)
 			}
+
+			// ovs-vswitchd crashes and starts again on node 1 (a restart
+			// of the OVS container): the agent passes the gate for the new
+			// process and the node keeps its default route and its
+			// address (in the tunnel modes both live on the uplink bridge's
+			// device, which the new ovs-vswitchd takes down and up again to
+			// set its MAC); cross-node traffic resumes.
+			nd.o.KillVswitchd()
+			nd.o.StartVswitchd(ovssandbox.Foreground)
+			rctx, rcancel := context.WithTimeout(ctx, time.Minute)
+			defer rcancel()
+			nd.a.waitReadyFor(t, rctx, nd.o.VswitchdPID())
+			if err := nd.a.CrossNode().WaitStatus(rctx, func(st crossnode.Status) bool { return st.Synced && len(st.Peers) == 1 }); err != nil {
+				t.Fatal(err)
+			}
+			if err := reach(rctx, a.ns.Name, b.ip); err != nil {
+				t.Fatalf("pod on node 1 -> pod on node 2 after ovs-vswitchd restarted on node 1: %v (routes: %s)", err, nd.o.InNetns("ip", "-4", "route"))
+			}
+			if out := nd.o.InNetns("ip", "-4", "route", "show", "default"); !strings.Contains(out, "via "+nodes[1].ip()) {
+				t.Fatalf("node 1 lost its default route after ovs-vswitchd restarted (routes: %s)", nd.o.InNetns("ip", "-4", "route"))
+			}
+			if err := reach(rctx, nodes[0].o.Netns(), b.ip); err != nil {
+				t.Fatalf("node 1 -> pod on node 2 after ovs-vswitchd restarted: %v (addresses: %s)", err, nd.o.InNetns("ip", "-4", "addr"))
+			}
 		})
 	}
 }
@@ -355,5 +396,80 @@ func TestUserspaceTSO(t *testing.T) {
 				t.Fatalf("TCP between pods with offloads on: %v", err)
 			}
 		})
+	}
+}
+
+// routeMonitor follows the route changes of a network namespace.
+type routeMonitor struct {
+	mu      sync.Mutex
+	updates []netlink.RouteUpdate
+	grew    chan struct{}
+}
+
+// startRouteMonitor subscribes before it returns: every change made after
+// it is reported.
+func startRouteMonitor(t *testing.T, ctx context.Context, o *ovstest.OVS) *routeMonitor {
+	t.Helper()
+	h, err := netns.GetFromPath(o.NetnsPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	m := &routeMonitor{grew: make(chan struct{})}
+	ch, done := make(chan netlink.RouteUpdate, 256), make(chan struct{})
+	if err := netlink.RouteSubscribeWithOptions(ch, done, netlink.RouteSubscribeOptions{Namespace: &h}); err != nil {
+		t.Fatal(err)
+	}
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for u := range ch {
+			m.mu.Lock()
+			m.updates = append(m.updates, u)
+			close(m.grew)
+			m.grew = make(chan struct{})
+			m.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { close(done); <-finished })
+	return m
+}
+
+// deletedDefault returns the first sign so far that the default route was
+// gone for a moment (or ""). A marker route added and awaited first makes "so far" include
+// every change made before the call: changes are reported in order.
+func (m *routeMonitor) deletedDefault(t *testing.T, ctx context.Context, o *ovstest.OVS) string {
+	t.Helper()
+	marker := netip.MustParsePrefix("198.18.255.1/32")
+	o.InNetns("ip", "route", "add", "blackhole", marker.String())
+	defer o.InNetns("ip", "route", "del", "blackhole", marker.String())
+	for {
+		m.mu.Lock()
+		updates, grew := slices.Clone(m.updates), m.grew
+		m.mu.Unlock()
+		for _, u := range updates {
+			if u.Dst == nil || u.Dst.String() != marker.String() {
+				continue
+			}
+			// A default route that is replaced in place is reported as a
+			// new route with NLM_F_REPLACE; one created afresh (without
+			// it) had been gone, the kernel having flushed it without a
+			// word (routes flushed with an address or a link are not
+			// reported as deleted).
+			for _, u := range updates {
+				if u.Dst != nil && u.Dst.String() != "0.0.0.0/0" {
+					continue
+				}
+				if u.Type == unix.RTM_DELROUTE || u.NlFlags&unix.NLM_F_REPLACE == 0 {
+					return fmt.Sprintf("%s (message type %d, flags %#x)", u.Route, u.Type, u.NlFlags)
+				}
+			}
+			return ""
+		}
+		select {
+		case <-grew:
+		case <-ctx.Done():
+			t.Fatalf("route monitor never reported the marker route: %v", ctx.Err())
+		}
 	}
 }

@@ -185,16 +185,17 @@ func moveAddresses(ctx context.Context, up Uplink, bridge string, log *slog.Logg
 	if err := netlink.LinkSetUp(brLink); err != nil {
 		return fmt.Errorf("bring %s up: %w", bridge, err)
 	}
+	// Addresses first, then the routes, then the addresses leave the
+	// uplink: a route is replaced in place (same destination, table and
+	// metric, the bridge as its device), so the node is never without it,
+	// while removing the uplink's last address would flush every route
+	// still on the uplink at once (the default route among them) until they
+	// were added again.
 	for _, a := range addrs {
 		na := &netlink.Addr{IPNet: a.IPNet, Broadcast: a.Broadcast}
 		if err := netlink.AddrReplace(brLink, na); err != nil {
 			return fmt.Errorf("move address %s to %s: %w", a.IPNet, bridge, err)
 		}
-		if err := netlink.AddrDel(upLink, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-			return fmt.Errorf("remove address %s from %s: %w", a.IPNet, up.Name, err)
-		}
-		log.Info("moved the node address to the uplink bridge (userspace datapath tunnels)", "address", a.IPNet.String(),
-			"from", up.Name, "to", bridge)
 	}
 	for _, r := range routes {
 		if r.Protocol == unix.RTPROT_KERNEL {
@@ -205,6 +206,13 @@ func moveAddresses(ctx context.Context, up Uplink, bridge string, log *slog.Logg
 		if err := netlink.RouteReplace(&nr); err != nil {
 			return fmt.Errorf("move route %s to %s: %w", r.Dst, bridge, err)
 		}
+	}
+	for _, a := range addrs {
+		if err := netlink.AddrDel(upLink, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("remove address %s from %s: %w", a.IPNet, up.Name, err)
+		}
+		log.Info("moved the node address to the uplink bridge (userspace datapath tunnels)", "address", a.IPNet.String(),
+			"from", up.Name, "to", bridge)
 	}
 	return nil
 }
