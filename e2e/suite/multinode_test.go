@@ -363,17 +363,7 @@ func TestMultiNodeServiceRemoteEndpoints(t *testing.T) {
 	clientNode, serverNode := nodes[0], nodes[1]
 	labels := map[string]string{"app": "remote-web"}
 	svcs := c.Client.CoreV1().Services(ns)
-	web, err := svcs.Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "remote-web"},
-		Spec: corev1.ServiceSpec{
-			Type:     corev1.ServiceTypeNodePort,
-			Selector: labels,
-			Ports: []corev1.ServicePort{
-				{Name: "http", Protocol: corev1.ProtocolTCP, Port: svcHTTPPort, TargetPort: intstr.FromInt32(podHTTPPort)},
-				{Name: "udp", Protocol: corev1.ProtocolUDP, Port: svcUDPPort, TargetPort: intstr.FromInt32(podUDPPort)},
-			},
-		},
-	}, metav1.CreateOptions{})
+	web, err := svcs.Create(ctx, webService("remote-web", corev1.ServiceTypeNodePort, labels), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,16 +61,7 @@ func TestServices(t *testing.T) {
 
 	// Services before pods: kube-proxy knows them (and rejects traffic to
 	// them) before any pod can send to their addresses.
-	web, err := svcs.Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: corev1.ServiceSpec{
-			Selector: labels,
-			Ports: []corev1.ServicePort{
-				{Name: "http", Protocol: corev1.ProtocolTCP, Port: svcHTTPPort, TargetPort: intstr.FromInt32(podHTTPPort)},
-				{Name: "udp", Protocol: corev1.ProtocolUDP, Port: svcUDPPort, TargetPort: intstr.FromInt32(podUDPPort)},
-			},
-		},
-	}, metav1.CreateOptions{})
+	web, err := svcs.Create(ctx, webService("web", corev1.ServiceTypeClusterIP, labels), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,4 +232,19 @@ func clusterOnly(t *testing.T) *framework.Cluster {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// webService is a Service of the web pods' HTTP and UDP ports.
+func webService(name string, typ corev1.ServiceType, selector map[string]string) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.ServiceSpec{
+			Type:     typ,
+			Selector: selector,
+			Ports: []corev1.ServicePort{
+				{Name: "http", Protocol: corev1.ProtocolTCP, Port: svcHTTPPort, TargetPort: intstr.FromInt32(podHTTPPort)},
+				{Name: "udp", Protocol: corev1.ProtocolUDP, Port: svcUDPPort, TargetPort: intstr.FromInt32(podUDPPort)},
+			},
+		},
+	}
 }
