@@ -109,8 +109,8 @@ func twoNodes(t *testing.T, ctx context.Context, mode string) []*node {
 		if out := nd.o.InNetns("ip", "-4", "route", "show", "default"); !strings.Contains(out, "via "+other.ip()) {
 			t.Fatalf("node %d lost its default route via %s (routes: %s)", nd.n, other.ip(), nd.o.InNetns("ip", "-4", "route"))
 		}
-		if deleted := monitors[i].deletedDefault(t, ctx, nd.o); deleted != "" {
-			t.Fatalf("node %d was without its default route for a moment while the agent started: %q", nd.n, deleted)
+		if gap := monitors[i].defaultRouteGap(t, ctx, nd.o); gap != "" {
+			t.Fatalf("node %d was without its default route for a moment while the agent started: %q", nd.n, gap)
 		}
 		if nd.rt, err = cnitest.NewRuntime(bin, dir+"/cache", cfg.CNISocket, ""); err != nil {
 			t.Fatal(err)
@@ -435,10 +435,10 @@ func startRouteMonitor(t *testing.T, ctx context.Context, o *ovstest.OVS) *route
 	return m
 }
 
-// deletedDefault returns the first sign so far that the default route was
+// defaultRouteGap returns the first sign so far that the default route was
 // gone for a moment (or ""). A marker route added and awaited first makes "so far" include
 // every change made before the call: changes are reported in order.
-func (m *routeMonitor) deletedDefault(t *testing.T, ctx context.Context, o *ovstest.OVS) string {
+func (m *routeMonitor) defaultRouteGap(t *testing.T, ctx context.Context, o *ovstest.OVS) string {
 	t.Helper()
 	marker := netip.MustParsePrefix("198.18.255.1/32")
 	o.InNetns("ip", "route", "add", "blackhole", marker.String())

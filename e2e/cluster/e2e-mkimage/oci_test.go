@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ovsnet/ovsnet/internal/testenv"
 )
 
 // makeRoot builds a small tree: a directory, an executable, a sticky
@@ -263,9 +265,10 @@ func TestBuildLayerStoresHardLinksOnce(t *testing.T) {
 }
 
 func TestBuildLayerKeepOwnersKeepsNumericIDsOnly(t *testing.T) {
+	testenv.RequireRoot(t)
 	root := makeRoot(t)
 	if err := os.Lchown(filepath.Join(root, "bin", "tool"), 0, 42); err != nil {
-		t.Skipf("cannot chown (not root?): %v", err)
+		t.Fatal(err)
 	}
 	layer, err := buildLayerWith(root, layerOptions{KeepOwners: true})
 	if err != nil {
